@@ -1,0 +1,420 @@
+"""The livenb wire protocol: JSON text frames <-> typed messages. Pure, no I/O.
+
+Every frame is one JSON object discriminated by ``op``; docs/protocol.md is the reference.
+Decoding validates everything a peer controls and raises :class:`ProtocolError` carrying the
+stable error code to send back. Unknown extra fields are ignored so that newer peers can add
+optional fields without breaking older ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from ._errors import ProtocolError, SerializationError
+from ._topics import is_valid_pattern, is_valid_topic
+
+# --- error codes sent in {"op":"err","code":...}; stable strings, documented in protocol.md ---
+BAD_JSON: Final = "bad_json"
+BAD_MESSAGE: Final = "bad_message"
+UNKNOWN_OP: Final = "unknown_op"
+BAD_FIELD: Final = "bad_field"
+INVALID_TOPIC: Final = "invalid_topic"
+BINARY_FRAME: Final = "binary_frame"
+NOT_SUBSCRIBED: Final = "not_subscribed"
+TOO_MANY_TOPICS: Final = "too_many_topics"
+TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
+ERROR_CODES: Final = (
+    BAD_JSON,
+    BAD_MESSAGE,
+    UNKNOWN_OP,
+    BAD_FIELD,
+    INVALID_TOPIC,
+    BINARY_FRAME,
+    NOT_SUBSCRIBED,
+    TOO_MANY_TOPICS,
+    TOO_MANY_SUBSCRIPTIONS,
+)
+
+# --- WebSocket close codes the hub uses ---
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001  # the hub is shutting down; reconnect elsewhere or later
+CLOSE_TOO_BIG: Final = 1009  # a frame exceeded the hub's max_size
+CLOSE_UNAUTHORIZED: Final = 4001  # missing/wrong token in the first {"op":"auth"} message
+CLOSE_SLOW_CONSUMER: Final = 4008  # outgoing queue overflowed; retryable, resume from history
+
+RequestId: TypeAlias = "str | int"
+JSON: TypeAlias = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A point in a topic's stream: the hub ``epoch`` and the last ``seq`` seen."""
+
+    epoch: str
+    seq: int
+
+
+# ----------------------------------------------------------------- client -> hub messages
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    topic: str
+    since: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsub:
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pub:
+    """A publish of one record (``single``: sent as ``data``) or a batch (sent as ``batch``)."""
+
+    topic: str
+    records: list[JSON]
+    single: bool = False
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientMessage: TypeAlias = Auth | Sub | Unsub | Pub | Ping
+
+
+# ----------------------------------------------------------------- hub -> client messages
+@dataclass(frozen=True, slots=True)
+class Msg:
+    """Records of one topic; ``seq`` is the first record's, the rest follow consecutively."""
+
+    topic: str
+    seq: int
+    ts: float
+    records: list[JSON]
+    single: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    topic: str
+    epoch: str
+    seq: int | None = None  # last seq of a concrete topic at subscribe time (0: none yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: RequestId
+    seq: int
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    code: str
+    message: str
+    id: RequestId | None = None
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Records ``first``..``last`` of ``topic`` were not delivered (issue: delivery)."""
+
+    topic: str
+    first: int
+    last: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    pass
+
+
+HubMessage: TypeAlias = Msg | Subscribed | Unsubscribed | Ack | Err | Gap | Pong
+
+
+@dataclass(slots=True)
+class _Fields:
+    """Typed access to a decoded frame's fields with protocol-level errors."""
+
+    obj: dict[str, Any]
+    op: str = field(default="")
+
+    def str_(self, name: str) -> str:
+        value = self.obj.get(name)
+        if type(value) is not str:
+            raise _field_error(self.op, name, "a string", value)
+        return value
+
+    def topic(self, name: str = "topic", *, pattern: bool = False) -> str:
+        value = self.str_(name)
+        valid = is_valid_pattern(value) if pattern else is_valid_topic(value)
+        if not valid:
+            kind = "topic or pattern" if pattern else "concrete topic"
+            raise ProtocolError(
+                INVALID_TOPIC,
+                f"{value[:300]!r} is not a valid {kind}: dot-separated segments of "
+                "[A-Za-z0-9_-]"
+                + (", '*' for one segment, a final '>' for the rest" if pattern else "")
+                + ", at most 255 characters",
+            )
+        return value
+
+    def int_(self, name: str, *, minimum: int = 0) -> int:
+        value = self.obj.get(name)
+        if type(value) is not int or value < minimum:
+            raise _field_error(self.op, name, f"an integer >= {minimum}", value)
+        return value
+
+    def float_(self, name: str) -> float:
+        value = self.obj.get(name)
+        if type(value) is int:
+            return float(value)
+        if type(value) is not float:
+            raise _field_error(self.op, name, "a number", value)
+        return value
+
+    def request_id(self) -> RequestId | None:
+        value = self.obj.get("id")
+        if value is None:
+            return None
+        if type(value) is str or type(value) is int:
+            return value
+        raise _field_error(self.op, "id", "a string or an integer", value)
+
+    def records(self) -> tuple[list[JSON], bool]:
+        has_data = "data" in self.obj
+        has_batch = "batch" in self.obj
+        if has_data == has_batch:
+            raise ProtocolError(
+                BAD_FIELD, f"'{self.op}' needs exactly one of 'data' (a record) or 'batch'"
+            )
+        if has_data:
+            return [self.obj["data"]], True
+        batch = self.obj["batch"]
+        if type(batch) is not list or not batch:
+            raise _field_error(self.op, "batch", "a non-empty list of records", batch)
+        return batch, False
+
+
+def _field_error(op: str, name: str, expected: str, value: object) -> ProtocolError:
+    got = "missing" if value is None else f"got {type(value).__name__}"
+    return ProtocolError(BAD_FIELD, f"'{op}' needs field '{name}' as {expected} ({got})")
+
+
+def _load_object(frame: str | bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise ProtocolError(
+            BAD_MESSAGE, f"a frame must be a JSON object with an 'op', not {type(obj).__name__}"
+        )
+    return obj
+
+
+def _op(obj: dict[str, Any], allowed: Sequence[str]) -> _Fields:
+    op = obj.get("op")
+    if type(op) is not str:
+        raise ProtocolError(BAD_FIELD, "a frame needs an 'op' field (a string)")
+    if op not in allowed:
+        raise ProtocolError(
+            UNKNOWN_OP, f"unknown op {op[:50]!r}; expected one of {', '.join(allowed)}"
+        )
+    return _Fields(obj, op)
+
+
+_CLIENT_OPS: Final = ("auth", "sub", "unsub", "pub", "ping")
+_HUB_OPS: Final = ("msg", "subscribed", "unsubscribed", "ack", "err", "gap", "pong")
+
+
+def decode_client(frame: str | bytes) -> ClientMessage:
+    """Decode and validate one client -> hub frame; raise :class:`ProtocolError` if invalid."""
+    f = _op(_load_object(frame), _CLIENT_OPS)
+    op = f.op
+    if op == "pub":
+        records, single = f.records()
+        return Pub(f.topic(), records, single, f.request_id())
+    if op == "sub":
+        since = f.obj.get("since")
+        position = None
+        if since is not None:
+            if type(since) is not dict:
+                raise _field_error(op, "since", 'an object {"epoch":E,"seq":N}', since)
+            g = _Fields(since, "sub.since")
+            position = Position(g.str_("epoch"), g.int_("seq"))
+        return Sub(f.topic(pattern=True), position)
+    if op == "unsub":
+        return Unsub(f.topic(pattern=True))
+    if op == "auth":
+        return Auth(f.str_("token"))
+    return Ping()
+
+
+def decode_hub(frame: str | bytes) -> HubMessage:
+    """Decode one hub -> client frame; raise :class:`ProtocolError` if it is not valid."""
+    f = _op(_load_object(frame), _HUB_OPS)
+    op = f.op
+    if op == "msg":
+        records, single = f.records()
+        return Msg(f.topic(), f.int_("seq", minimum=1), f.float_("ts"), records, single)
+    if op == "subscribed":
+        seq = f.obj.get("seq")
+        return Subscribed(
+            f.topic(pattern=True), f.str_("epoch"), None if seq is None else f.int_("seq")
+        )
+    if op == "unsubscribed":
+        return Unsubscribed(f.topic(pattern=True))
+    if op == "ack":
+        request_id = f.request_id()
+        if request_id is None:
+            raise _field_error(op, "id", "a string or an integer", None)
+        return Ack(request_id, f.int_("seq", minimum=1), f.int_("count", minimum=1))
+    if op == "err":
+        topic = f.obj.get("topic")
+        return Err(
+            f.str_("code"),
+            f.str_("message"),
+            f.request_id(),
+            None if topic is None else f.str_("topic"),
+        )
+    if op == "gap":
+        return Gap(f.topic(), f.int_("first"), f.int_("last"), f.str_("reason"))
+    return Pong()
+
+
+def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
+    """The JSON object for ``message`` (optional fields left out when unset)."""
+    match message:
+        case Pub(topic, records, single, request_id):
+            obj: dict[str, Any] = {"op": "pub", "topic": topic}
+            if single:
+                obj["data"] = records[0]
+            else:
+                obj["batch"] = records
+            if request_id is not None:
+                obj["id"] = request_id
+            return obj
+        case Msg(topic, seq, ts, records, single):
+            obj = {"op": "msg", "topic": topic, "seq": seq, "ts": ts}
+            if single:
+                obj["data"] = records[0]
+            else:
+                obj["batch"] = records
+            return obj
+        case Sub(topic, since):
+            obj = {"op": "sub", "topic": topic}
+            if since is not None:
+                obj["since"] = {"epoch": since.epoch, "seq": since.seq}
+            return obj
+        case Unsub(topic):
+            return {"op": "unsub", "topic": topic}
+        case Auth(token):
+            return {"op": "auth", "token": token}
+        case Ping():
+            return {"op": "ping"}
+        case Pong():
+            return {"op": "pong"}
+        case Subscribed(topic, epoch, seq):
+            obj = {"op": "subscribed", "topic": topic, "epoch": epoch}
+            if seq is not None:
+                obj["seq"] = seq
+            return obj
+        case Unsubscribed(topic):
+            return {"op": "unsubscribed", "topic": topic}
+        case Ack(request_id, seq, count):
+            return {"op": "ack", "id": request_id, "seq": seq, "count": count}
+        case Err(code, text, request_id, topic):
+            obj = {"op": "err", "code": code, "message": text}
+            if request_id is not None:
+                obj["id"] = request_id
+            if topic is not None:
+                obj["topic"] = topic
+            return obj
+        case Gap(topic, first, last, reason):
+            return {"op": "gap", "topic": topic, "first": first, "last": last, "reason": reason}
+    raise TypeError(f"not a protocol message: {message!r}")  # pragma: no cover
+
+
+def encode(message: ClientMessage | HubMessage) -> bytes:
+    """Encode ``message`` as one UTF-8 JSON frame (send it as a *text* frame)."""
+    return dumps(to_wire(message))
+
+
+def encode_msg_frame(topic: str, seq: int, ts: float, records: list[JSON]) -> bytes:
+    """Hot path: the ``msg`` frame for records of one topic, encoded once for all receivers."""
+    if len(records) == 1:
+        return orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "data": records[0]})
+    return orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "batch": records})
+
+
+def encode_record(record: object) -> bytes:
+    """Encode one record for publishing; raise :class:`SerializationError` if it cannot be.
+
+    numpy scalars and arrays, datetimes and dataclasses are accepted; NaN becomes null.
+    """
+    try:
+        return orjson.dumps(record, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
+        raise SerializationError(
+            f"record cannot be encoded as JSON ({exc}); publish dicts of str, numbers, "
+            "bools, None, lists and nested dicts"
+        ) from None
+
+
+def dumps(obj: object) -> bytes:
+    """Encode a protocol object (no user data conversions)."""
+    return orjson.dumps(obj)
+
+
+def _default(value: object) -> object:
+    # pandas Timestamps are datetimes (handled natively); NaT, numpy datetime64 and Decimal are
+    # not, so give them the obvious JSON forms instead of failing a whole batch.
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if type(value).__name__ in ("Decimal", "Fraction"):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def pub_frame(topic: str, encoded_records: Sequence[bytes], request_id: RequestId | None = None) -> bytes:
+    """Splice already-encoded records into one ``pub`` frame without re-encoding them.
+
+    ``topic`` must be a valid topic name (which needs no JSON escaping).
+    """
+    tail = b"}" if request_id is None else b',"id":' + orjson.dumps(request_id) + b"}"
+    if len(encoded_records) == 1:
+        return b'{"op":"pub","topic":"' + topic.encode() + b'","data":' + encoded_records[0] + tail
+    return (
+        b'{"op":"pub","topic":"'
+        + topic.encode()
+        + b'","batch":['
+        + b",".join(encoded_records)
+        + b"]"
+        + tail
+    )

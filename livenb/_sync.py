@@ -1,0 +1,332 @@
+"""Blocking twins: Hub, Client and Subscription, living on livenb's loop thread.
+
+Each wraps its async twin and forwards to it through :func:`livenb._loop.run`; every blocking
+method takes ``timeout`` (seconds; None waits without limit) and raises LivenbTimeoutError
+when it runs out, LoopThreadError when called from the loop thread (e.g. in a callback).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from . import _protocol as p
+from ._client import (
+    DEFAULT_BUFFER,
+    AsyncClient,
+    AsyncSubscription,
+    Record,
+    RecordCallback,
+    encode_records,
+)
+from ._errors import LivenbTimeoutError, LoopThreadError
+from ._loop import loop_thread
+from ._server import DEFAULT_PORT, AsyncHub
+from ._topics import check_topic
+from ._window import DEFAULT_ROWS, WindowSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_TIMEOUT: Final = 30.0
+
+
+def _guard() -> None:
+    if loop_thread().in_loop_thread():
+        raise LoopThreadError(
+            "blocking livenb calls cannot run on livenb's loop thread (e.g. inside a "
+            "subscription callback); use the async twin there: client.aio"
+        )
+
+
+class Subscription:
+    """A live subscription: ``frame`` (DataFrame of the window), ``wait``, iteration.
+
+    Made by :meth:`Client.subscribe`; the async twin is :attr:`aio`.
+    """
+
+    def __init__(self, aio: AsyncSubscription) -> None:
+        self.aio = aio
+
+    @property
+    def pattern(self) -> str:
+        return self.aio.pattern
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """A pandas DataFrame snapshot of the window (a copy; safe to keep and modify)."""
+        return self.aio.frame
+
+    @property
+    def received(self) -> int:
+        """Records received in total since subscribing."""
+        return self.aio.received
+
+    def stats(self) -> dict[str, Any]:
+        return self.aio.stats()
+
+    def wait(self, count: int, timeout: float | None = DEFAULT_TIMEOUT) -> int:
+        """Block until at least ``count`` records have arrived in total; return the total."""
+        _guard()
+        return loop_thread().run(self.aio.wait(count), timeout)
+
+    def on_record(self, callback: RecordCallback) -> RecordCallback:
+        """Run ``callback(record)`` on livenb's loop thread for each record; must not block."""
+        return self.aio.on_record(callback)
+
+    def records(self, timeout: float | None = DEFAULT_TIMEOUT) -> Iterator[Record]:
+        """Iterate over records as they arrive; stops when no record came for ``timeout``
+        seconds (None: never) or the subscription closes."""
+        _guard()
+        aiter = self.aio.__aiter__()
+        while True:
+            try:
+                yield loop_thread().run(aiter.__anext__(), timeout)
+            except StopAsyncIteration:
+                return
+            except LivenbTimeoutError:
+                return
+
+    def __iter__(self) -> Iterator[Record]:
+        return self.records(timeout=None)
+
+    def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        _guard()
+        loop_thread().run(self.aio.close(), timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _repr_html_(self) -> str:
+        return self.frame.tail(20)._repr_html_()  # type: ignore[operator,no-any-return]
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncSubscription", "Subscription")
+
+
+class Client:
+    """A blocking connection to a hub (see :func:`connect`); the async twin is :attr:`aio`.
+
+    ``publish`` queues a record and returns at once (it blocks only while ``max_pending``
+    bytes wait to be sent); records go out micro-batched within ``batch_delay``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        _guard()
+        self.aio = AsyncClient(url, token, **options)
+        loop_thread().run(self.aio.connect(), timeout)
+        loop_thread().own(self.aio)
+
+    @property
+    def url(self) -> str:
+        return self.aio.url
+
+    @property
+    def connected(self) -> bool:
+        return self.aio.connected
+
+    def publish(
+        self, topic: str, record: Any, *, ack: bool = False, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> int | None:
+        """Publish one record. Returns None, or with ``ack=True`` its seq once the hub has it."""
+        _guard()
+        encoded = [p.encode_record(record)]
+        return self._publish(check_topic(topic), encoded, ack, timeout)
+
+    def publish_many(
+        self,
+        topic: str,
+        records: Iterable[Any] | pd.DataFrame,
+        *,
+        ack: bool = False,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> int | None:
+        """Publish records (a list of dicts or a DataFrame) in order; with ``ack=True`` return
+        the last record's seq once the hub has them all."""
+        _guard()
+        check_topic(topic)
+        encoded = encode_records(records)
+        if not encoded:
+            return None
+        return self._publish(topic, encoded, ack, timeout)
+
+    def _publish(
+        self, topic: str, encoded: list[bytes], ack: bool, timeout: float | None
+    ) -> int | None:
+        if ack:
+            return loop_thread().run(self.aio._publish(topic, encoded, True), timeout)
+        self._wait_for_room(timeout)
+        self.aio.enqueue(topic, encoded)
+        return None
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        outbox = self.aio.outbox
+        if not outbox.full():
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with outbox.room:
+            while outbox.full() and self.aio.connected:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise LivenbTimeoutError(
+                        f"publish waited {timeout} s for the hub to take earlier records; "
+                        "the connection may be too slow for this rate"
+                    )
+                outbox.room.wait(remaining)
+
+    def subscribe(
+        self,
+        pattern: str,
+        window: WindowSpec = DEFAULT_ROWS,
+        *,
+        on_record: RecordCallback | None = None,
+        buffer: int = DEFAULT_BUFFER,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Subscription:
+        """Subscribe to a topic or pattern and wait for the hub to confirm it.
+
+        ``window``: rows kept in ``sub.frame`` (``10_000``), a duration (``"5min"``), both
+        (``(10_000, "5min")``), or None for no frame.
+        """
+        _guard()
+
+        async def make() -> AsyncSubscription:
+            sub = self.aio.subscribe(pattern, window=window, on_record=on_record, buffer=buffer)
+            await sub.wait_ready()
+            return sub
+
+        return Subscription(loop_thread().run(make(), timeout))
+
+    def flush(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Block until everything published so far is written to the connection."""
+        _guard()
+        loop_thread().run(self.aio.flush(), timeout)
+
+    def ping(self, timeout: float | None = DEFAULT_TIMEOUT) -> float:
+        """Round-trip time to the hub in seconds."""
+        _guard()
+        return loop_thread().run(self.aio.ping(), timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return self.aio.stats()
+
+    def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Flush, then close (idempotent)."""
+        _guard()
+        try:
+            loop_thread().run(self.aio.close(), timeout)
+        finally:
+            loop_thread().disown(self.aio)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncClient", "Client")
+
+
+class Hub:
+    """A hub serving on livenb's loop thread (see :func:`serve`); the async twin is :attr:`aio`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        _guard()
+        self.aio = AsyncHub(host, port, **options)
+        loop_thread().run(self.aio.start(), timeout)
+        loop_thread().own(self.aio)
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` to give to :func:`connect`."""
+        return self.aio.url
+
+    @property
+    def token(self) -> str | None:
+        """The access token clients must present (None only with ``auth=False``)."""
+        return self.aio.token
+
+    @property
+    def port(self) -> int:
+        return self.aio.port
+
+    @property
+    def running(self) -> bool:
+        return self.aio.running
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: connections, topics, frames and records in/out, errors, drops."""
+        return self.aio.stats()
+
+    def connect(self, **options: Any) -> Client:
+        """A :class:`Client` of this hub (same as ``livenb.connect(hub.url, token=hub.token)``)."""
+        return Client(self.url, self.token, **options)
+
+    def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Stop serving and close every connection (idempotent)."""
+        _guard()
+        try:
+            loop_thread().run(self.aio.close(), timeout)
+        finally:
+            loop_thread().disown(self.aio)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncHub", "Hub")
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    **options: Any,
+) -> Hub:
+    """Start a hub on livenb's loop thread and return it once it is listening.
+
+    ``port=0`` picks a free port. Options are :class:`AsyncHub`'s (``token``, ``auth``,
+    ``max_size``, ...). Raises LivenbError if the address cannot be used.
+    """
+    return Hub(host, port, timeout=timeout, **options)
+
+
+def connect(
+    url: str,
+    token: str | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    **options: Any,
+) -> Client:
+    """Connect a blocking :class:`Client` to the hub at ``url`` with its access ``token``."""
+    return Client(url, token, timeout=timeout, **options)
