@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib.metadata
 import io
 import os
 import platform
@@ -38,7 +39,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -225,7 +225,7 @@ def environment() -> str:
     """One line: interpreter, library versions and the machine's core count."""
     return (
         f"python {platform.python_version()} | livenb {livenb.__version__} | "
-        f"websockets {websockets.__version__} | orjson {orjson.__version__} | "
+        f"websockets {importlib.metadata.version('websockets')} | orjson {orjson.__version__} | "
         f"numpy {np.__version__} | pandas {pd.__version__} | {os.cpu_count()} cores"
     )
 

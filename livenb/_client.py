@@ -26,7 +26,7 @@ from ._errors import (
     ProtocolError,
     RemoteError,
 )
-from ._outbox import WAKE_NONE, Outbox
+from ._outbox import WAKE_NONE, WAKE_NOW, Outbox
 from ._topics import check_pattern, check_topic, matches
 from ._window import DEFAULT_ROWS, WindowSpec, make_window
 
@@ -415,8 +415,10 @@ class AsyncClient:
 
     def enqueue(
         self, topic: str, encoded: list[bytes], request_id: p.RequestId | None = None
-    ) -> None:
-        """Thread-safe: queue encoded records of a checked topic for sending (no waiting)."""
+    ) -> int:
+        """Thread-safe: queue encoded records of a checked topic for sending (no waiting).
+
+        Returns the outbox's wake code (WAKE_NOW when a frame is complete)."""
         self._check_open()
         wake = self.outbox.add(topic, encoded, request_id)
         if wake != WAKE_NONE:
@@ -424,6 +426,7 @@ class AsyncClient:
                 self._kick.set()
             else:
                 self.loop.call_soon_threadsafe(self._kick.set)
+        return wake
 
     async def publish(self, topic: str, record: Any, *, ack: bool = False) -> int | None:
         """Publish one record to ``topic``. With ``ack=True`` wait until the hub has taken it
@@ -445,7 +448,10 @@ class AsyncClient:
 
     async def _publish(self, topic: str, encoded: list[bytes], ack: bool) -> int | None:
         if not ack:
-            self.enqueue(topic, encoded)
+            if self.enqueue(topic, encoded) == WAKE_NOW:
+                # A frame is complete: let the sender run, so a tight publish loop streams
+                # instead of holding everything (and the loop) until it ends.
+                await asyncio.sleep(0)
             if self.outbox.full():
                 await self.flush()
             return None

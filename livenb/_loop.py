@@ -38,6 +38,7 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._thread_id: int | None = None
         self._owned: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
@@ -76,11 +77,11 @@ class LoopThread:
                 raise LivenbError(f"livenb's loop thread did not start within {timeout} s")
             if failure:
                 raise LivenbError(f"livenb's loop thread failed to start: {failure[0]!r}")
-            self._loop, self._thread = loop, thread
+            self._loop, self._thread, self._thread_id = loop, thread, thread.ident
             return loop
 
     def in_loop_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
+        return threading.get_ident() == self._thread_id
 
     def run(self, awaitable: Awaitable[T], timeout: float | None) -> T:
         """Run ``awaitable`` on the loop thread and block for its result.

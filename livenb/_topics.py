@@ -37,10 +37,19 @@ def is_valid_pattern(pattern: object) -> bool:
     )
 
 
+# Topics already checked: publishers reuse a handful of names, and the regex is the costliest
+# part of a publish. Bounded: cleared when full.
+_CHECKED: set[str] = set()
+_CHECKED_MAX = 4096
+
+
 def check_topic(name: object) -> str:
     """Return ``name`` if it is a valid concrete topic; raise :class:`InvalidTopicError` if not."""
-    if is_valid_topic(name):
-        return name  # type: ignore[return-value]
+    if type(name) is str and (name in _CHECKED or is_valid_topic(name)):
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED.add(name)
+        return name
     raise InvalidTopicError(_explain(name, wildcards=False))
 
 

@@ -213,3 +213,12 @@ async def test_auth_off_is_loud() -> None:
         assert hub.token is None and "auth=OFF" in repr(hub)
         async with AsyncClient(hub.url) as c:
             assert await c.publish("x", 1, ack=True) == 1
+
+
+async def test_tight_publish_loop_streams_while_running(ahub: AsyncHub, aclient: AsyncClient) -> None:
+    frames_midway = -1
+    for i in range(5000):
+        await aclient.publish("stream", {"i": i})
+        if i == 2500:
+            frames_midway = aclient.stats()["frames_sent"]
+    assert frames_midway >= 20  # sent as it went, not held until the loop ended
