@@ -42,8 +42,8 @@ DEFAULT_BATCH_RECORDS: Final = 100
 DEFAULT_BATCH_BYTES: Final = 64 * 1024
 DEFAULT_MAX_PENDING: Final = 8 << 20  # bytes published but not yet sent
 DEFAULT_MAX_SIZE: Final = 16 << 20  # largest frame accepted from the hub
-DEFAULT_BUFFER: Final = 10_000  # records an async iterator may hold before dropping the oldest
-ITER_OVERFLOW_POLICY: Final = "drop_oldest"
+DEFAULT_BUFFER: Final = 10_000  # unread records kept for iteration before dropping the oldest
+UNREAD_POLICY: Final = "drop_oldest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,12 @@ class AsyncSubscription:
     """Records of one topic or pattern, as a bounded frame, an async iterator and callbacks.
 
     Create it with :meth:`AsyncClient.subscribe`. ``frame`` holds the last ``window`` rows;
-    ``async for record in sub`` yields :class:`Record` objects from the moment iteration starts
-    (buffered up to ``buffer`` records, dropping the oldest beyond that and counting them in
-    ``dropped``); callbacks run on the loop for each record and must not block.
+    ``async for record in sub`` yields every record delivered since the subscription was made,
+    as :class:`Record` objects. Records not yet iterated are buffered, at most ``buffer`` of
+    them: beyond that the oldest unread ones are dropped (policy ``drop_oldest``) and counted
+    in ``unread_dropped`` (a subscription used only for its frame needs no iteration, and
+    its unread records cost one reference per batch). Callbacks run on the loop for each
+    record and must not block.
     """
 
     def __init__(
@@ -95,14 +98,17 @@ class AsyncSubscription:
 
             self._window = ColumnWindow(spec, with_topic=pattern_has_wildcards(pattern))
         self.received = 0
-        self.dropped = 0
+        self.unread_dropped = 0
         self.callback_errors = 0
         self.epoch: str | None = None
         self.last_seq: dict[str, int] = {}
         self.closed = False
         self._callbacks: list[RecordCallback] = [on_record] if on_record else []
         self._buffer = buffer
-        self._queue: deque[Record] | None = None
+        # Unread batches for iteration; records are made into Record objects only when read.
+        self._queue: deque[p.Msg] = deque()
+        self._queued = 0  # records in _queue, minus the _head already read from the first
+        self._head = 0
         self._wake = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[int]]] = []
         self._failure: BaseException | None = None
@@ -118,25 +124,33 @@ class AsyncSubscription:
             self._window.ingest(topic, seq, message.ts, records)
         self.received += n
         self.last_seq[topic] = seq + n - 1
-        if self._callbacks or self._queue is not None:
+        if self._callbacks:
             ts = message.ts
             items = [Record(topic, seq + i, ts, data) for i, data in enumerate(records)]
             for callback in self._callbacks:
                 for item in items:
                     self._call(callback, item)
-            queue = self._queue
-            if queue is not None:
-                overflow = len(queue) + n - self._buffer
-                if overflow > 0:
-                    for _ in range(min(overflow, len(queue))):
-                        queue.popleft()
-                    self.dropped += overflow
-                    if n > self._buffer:
-                        items = items[-self._buffer :]
-                queue.extend(items)
-                self._wake.set()
+        self._queue.append(message)
+        self._queued += n
+        if self._queued > self._buffer:
+            self._drop_unread(self._queued - self._buffer)
+        self._wake.set()
         if self._waiters:
             self._release_waiters()
+
+    def _drop_unread(self, excess: int) -> None:
+        queue = self._queue
+        self.unread_dropped += excess
+        self._queued -= excess
+        while excess:
+            available = len(queue[0].records) - self._head
+            if excess >= available:
+                queue.popleft()
+                self._head = 0
+                excess -= available
+            else:
+                self._head += excess
+                excess = 0
 
     def _call(self, callback: RecordCallback, item: Record) -> None:
         try:
@@ -219,8 +233,9 @@ class AsyncSubscription:
             "topic": self.pattern,
             "received": self.received,
             "rows": 0 if self._window is None else len(self._window),
-            "dropped": self.dropped,
-            "iter_overflow_policy": ITER_OVERFLOW_POLICY,
+            "unread": self._queued,
+            "unread_dropped": self.unread_dropped,
+            "unread_policy": UNREAD_POLICY,
             "type_changes": self.type_changes,
             "callback_errors": self.callback_errors,
             "last_seq": dict(self.last_seq),
@@ -228,14 +243,10 @@ class AsyncSubscription:
         }
 
     def __aiter__(self) -> Self:
-        if self._queue is None:
-            self._queue = deque()
         return self
 
     async def __anext__(self) -> Record:
         queue = self._queue
-        if queue is None:
-            queue = self._queue = deque()
         while not queue:
             if self.closed:
                 if self._failure is not None:
@@ -243,7 +254,16 @@ class AsyncSubscription:
                 raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
-        return queue.popleft()
+        message = queue[0]
+        i = self._head
+        record = Record(message.topic, message.seq + i, message.ts, message.records[i])
+        self._queued -= 1
+        if i + 1 == len(message.records):
+            queue.popleft()
+            self._head = 0
+        else:
+            self._head = i + 1
+        return record
 
     async def close(self) -> None:
         """Stop receiving (unsubscribe when no other local subscription needs the pattern)."""

@@ -155,6 +155,9 @@ class ColumnWindow:
         had_rows: bool,
     ) -> None:
         column = self._columns.get(name)
+        if kind == "m":  # values of different types within this batch
+            self.type_changes += 1
+            kind = "O"
         if column is None or (not column.typed and kind != "n"):
             if column is not None:
                 had_rows = True  # it existed, so earlier rows hold missing values
@@ -269,7 +272,8 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _to_array(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
-    """The values as a 1-d array and their kind: f, i, b, s, O, or n (all missing)."""
+    """The values as a 1-d array and their kind: f, i, b, s, O, m (mixed types: stored as O
+    and counted as a type change) or n (all missing)."""
     try:
         array = np.array(values)
     except (ValueError, OverflowError):  # ragged lists, or ints beyond 64 bits
@@ -304,7 +308,7 @@ def _classify(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
         return np.full(len(values), np.nan), "n"
     if kinds == {"num"}:
         return np.array(values, dtype=np.float64), "f"  # None -> NaN
-    kind = kinds.pop() if len(kinds) == 1 else "O"
+    kind = kinds.pop() if len(kinds) == 1 else "m"
     if kind == "b" and has_missing:
         kind = "O"
     return _object_array(values), kind

@@ -176,12 +176,33 @@ async def test_hub_close_ends_subscriptions(unit: float) -> None:
 async def test_iterator_buffer_is_bounded_and_counts_drops(aclient: AsyncClient, unit: float) -> None:
     sub = aclient.subscribe("q", buffer=10)
     await sub.wait_ready()
-    it = sub.__aiter__()
-    await aclient.publish_many("q", list(range(25)), ack=True)
-    await asyncio.wait_for(sub.wait(25), unit)
-    first = await it.__anext__()
-    assert first.data == 15 and sub.dropped == 15
-    assert sub.stats()["iter_overflow_policy"] == "drop_oldest"
+    await aclient.publish_many("q", list(range(7)), ack=True)
+    await aclient.publish_many("q", list(range(7, 25)), ack=True)
+    await aclient.publish("q", 25, ack=True)
+    await asyncio.wait_for(sub.wait(26), unit)
+    assert sub.unread_dropped == 16
+    assert sub.stats()["unread_policy"] == "drop_oldest"
+    assert sub.stats()["unread"] == 10
+    got = []
+    async for record in sub:
+        got.append((record.seq, record.data))
+        if len(got) == 10:
+            break
+    assert got == [(s, s - 1) for s in range(17, 27)]
+    assert sub.stats()["unread"] == 0
+
+
+async def test_iteration_includes_records_before_first_next(aclient: AsyncClient, unit: float) -> None:
+    sub = aclient.subscribe("early")
+    await sub.wait_ready()
+    await aclient.publish_many("early", [1, 2, 3], ack=True)
+    await asyncio.wait_for(sub.wait(3), unit)
+    got = []
+    async for record in sub:
+        got.append(record.data)
+        if len(got) == 3:
+            break
+    assert got == [1, 2, 3]
 
 
 async def test_callback_errors_are_counted_not_fatal(aclient: AsyncClient, unit: float) -> None:

@@ -173,3 +173,12 @@ def test_window_sizes_around_capacity(limit: int) -> None:
     w = ColumnWindow(Window(limit))
     feed(w, [[{"i": i} for i in range(k, k + 333)] for k in range(0, 3330, 333)])
     assert frame(w)["i"].tolist() == list(range(3330 - limit, 3330))
+
+
+def test_type_change_counted_the_same_however_records_are_batched() -> None:
+    together = ColumnWindow(Window(10))
+    feed(together, [[{"id": 1}, {"id": "x"}]])
+    apart = ColumnWindow(Window(10))
+    feed(apart, [[{"id": 1}], [{"id": "x"}]])
+    assert together.type_changes == apart.type_changes == 1
+    assert frame(together)["id"].tolist() == frame(apart)["id"].tolist() == [1, "x"]

@@ -190,7 +190,7 @@ def check_quickstart(nb: Any, *, nest_patched: bool) -> None:
     sub_stats = ast.literal_eval(result(nb, "sub-stats"))
     assert sub_stats["received"] == 1504
     assert sub_stats["rows"] == 1000
-    assert sub_stats["dropped"] == 0
+    assert sub_stats["unread_dropped"] == 0
     assert sub_stats["type_changes"] == 0
     assert sub_stats["last_seq"] == {"ticks": 1504}
 
