@@ -26,6 +26,7 @@ from ._errors import (
     LivenbTimeoutError,
     LoopThreadError,
     ProtocolError,
+    RecordTooLargeError,
     RemoteError,
     SerializationError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "LoopThreadError",
     "ProtocolError",
     "Record",
+    "RecordTooLargeError",
     "RemoteError",
     "SerializationError",
     "Subscription",

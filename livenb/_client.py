@@ -24,6 +24,7 @@ from ._errors import (
     HubUnreachableError,
     LivenbError,
     ProtocolError,
+    RecordTooLargeError,
     RemoteError,
 )
 from ._outbox import WAKE_NONE, WAKE_NOW, Outbox
@@ -42,8 +43,12 @@ DEFAULT_BATCH_RECORDS: Final = 100
 DEFAULT_BATCH_BYTES: Final = 64 * 1024
 DEFAULT_MAX_PENDING: Final = 8 << 20  # bytes published but not yet sent
 DEFAULT_MAX_SIZE: Final = 16 << 20  # largest frame accepted from the hub
+# Largest encoded record we publish: a hub's default max_size (1 MiB) less the frame envelope.
+DEFAULT_MAX_RECORD: Final = (1 << 20) - 1024
 DEFAULT_BUFFER: Final = 10_000  # unread records kept for iteration before dropping the oldest
 UNREAD_POLICY: Final = "drop_oldest"
+# err codes with a topic that mean "your sub was refused" (others concern a publish)
+_SUBSCRIBE_REFUSALS: Final = frozenset({p.TOO_MANY_SUBSCRIPTIONS, p.INVALID_TOPIC, p.BAD_FIELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +208,13 @@ class AsyncSubscription:
         if self.closed:
             raise self._failure or ConnectionClosedError("the subscription is closed")
         future: asyncio.Future[int] = self.client.loop.create_future()
-        self._waiters.append((count, future))
-        return await future
+        entry = (count, future)
+        self._waiters.append(entry)
+        try:
+            return await future
+        finally:
+            if entry in self._waiters:  # cancelled or timed out: forget it
+                self._waiters.remove(entry)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -307,6 +317,7 @@ class AsyncClient:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_size: int = DEFAULT_MAX_SIZE,
+        max_record: int = DEFAULT_MAX_RECORD,
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -319,6 +330,7 @@ class AsyncClient:
         self.token = token
         self.batch_delay = batch_delay
         self.max_size = max_size
+        self.max_record = max_record
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -330,7 +342,10 @@ class AsyncClient:
         self._thread_id = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._kick = asyncio.Event()
+        self._control_tail: asyncio.Task[None] | None = None
         self._flush_requested = False
+        self._accepting = True  # False once close() began: no new records
+        self.records_flushed = 0  # records written to the socket
         self._cycle: asyncio.Future[None] | None = None
         self._subs: dict[str, list[AsyncSubscription]] = {}
         self._routes: dict[str, tuple[AsyncSubscription, ...]] = {}
@@ -401,6 +416,7 @@ class AsyncClient:
         """Flush what was published, then close the connection; idempotent."""
         if self._ws is None or self._closing:
             return
+        self._accepting = False
         if self._failure is None:
             with contextlib.suppress(LivenbError):
                 await self.flush()
@@ -428,8 +444,14 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ publish
     def _check_open(self) -> None:
+        if not self._accepting and self._failure is None:
+            raise ConnectionClosedError("the client is closing; it takes no new records")
         if self._failure is not None:
-            raise ConnectionClosedError(f"the connection to {self.url} is closed: {self._failure}")
+            if isinstance(self._failure, LivenbError) and not isinstance(
+                self._failure, ConnectionClosedError
+            ):
+                raise self._failure
+            raise ConnectionClosedError(str(self._failure))
         if self._ws is None:
             raise LivenbError("the client is not connected; await client.connect() first")
 
@@ -438,8 +460,17 @@ class AsyncClient:
     ) -> int:
         """Thread-safe: queue encoded records of a checked topic for sending (no waiting).
 
-        Returns the outbox's wake code (WAKE_NOW when a frame is complete)."""
+        Returns the outbox's wake code (WAKE_NOW when a frame is complete). Raises
+        RecordTooLargeError (nothing queued) when a record exceeds ``max_record`` bytes."""
         self._check_open()
+        limit = self.max_record
+        for record in encoded:
+            if len(record) > limit:
+                raise RecordTooLargeError(
+                    f"a record of {len(record):,} bytes exceeds max_record={limit:,} (the hub "
+                    "closes connections that send frames over its max_size, 1 MiB by default); "
+                    "split it, or raise both limits together"
+                )
         wake = self.outbox.add(topic, encoded, request_id)
         if wake != WAKE_NONE:
             if threading.get_ident() == self._thread_id:
@@ -485,15 +516,20 @@ class AsyncClient:
             self._acks.pop(request_id, None)
 
     async def flush(self) -> None:
-        """Send everything published so far; return once it is written to the socket."""
+        """Send every record published before this call; return once they are written to the
+        socket (records published meanwhile, e.g. from other threads, do not delay it)."""
         self._check_open()
-        while not self.outbox.empty() or self.outbox.pending:
-            assert self._cycle is not None
-            cycle = self._cycle
-            self._flush_requested = True
-            self._kick.set()
-            await asyncio.shield(cycle)
-        self._flush_requested = False
+        target = self.outbox.records_added
+        try:
+            while self.records_flushed < target:
+                self._check_open()
+                assert self._cycle is not None
+                cycle = self._cycle
+                self._flush_requested = True
+                self._kick.set()
+                await asyncio.shield(cycle)
+        finally:
+            self._flush_requested = False
 
     async def _flush_loop(self) -> None:
         outbox = self.outbox
@@ -505,14 +541,15 @@ class AsyncClient:
                 self._kick.clear()
                 if not outbox.has_ready() and not self._flush_requested:
                     await self._linger(outbox.oldest + self.batch_delay)
-                frames, payload = outbox.take()
+                frames, payload, count = outbox.take()
                 for frame in frames:
                     await ws.send(frame, text=True)
                 self.frames_sent += len(frames)
+                self.records_flushed += count
                 outbox.release(payload)
                 self._next_cycle()
         except ConnectionClosed as exc:
-            self._fail(ConnectionClosedError(f"lost the connection to {self.url}: {exc}"))
+            self._fail(self._closed_error(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave publishers waiting on a dead sender
@@ -579,11 +616,22 @@ class AsyncClient:
             self._subs.pop(sub.pattern, None)
             if self.connected:
                 with contextlib.suppress(ConnectionClosed):
-                    await self._send(p.Unsub(sub.pattern))
+                    await asyncio.shield(self._send_soon(p.Unsub(sub.pattern)))
 
-    def _send_soon(self, message: p.ClientMessage) -> None:
-        task = self.loop.create_task(self._send(message))
+    def _send_soon(self, message: p.ClientMessage) -> asyncio.Task[None]:
+        """Send a control message after every earlier one (a sub must precede its unsub)."""
+        previous = self._control_tail
+
+        async def send_in_order() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await self._send(message)
+
+        task = self.loop.create_task(send_in_order())
         task.add_done_callback(_log_failure)
+        self._control_tail = task
+        return task
 
     async def _send(self, message: p.ClientMessage) -> None:
         assert self._ws is not None
@@ -617,12 +665,22 @@ class AsyncClient:
         except Exception as exc:
             log.exception("livenb: the reader failed")
             failure = exc
-        self._fail(
-            ConnectionClosedError(
-                f"the connection to {self.url} closed"
-                + (f": {failure}" if failure is not None else "")
-            )
-        )
+        self._fail(self._closed_error(failure))
+
+    def _closed_error(self, failure: BaseException | None) -> LivenbError:
+        if isinstance(failure, ConnectionClosed):
+            if failure.rcvd is not None and failure.rcvd.code == p.CLOSE_UNAUTHORIZED:
+                return AuthenticationError(
+                    f"the hub at {self.url} closed the connection: {failure.rcvd.reason} "
+                    "(pass token=hub.token, or the token `livenb serve` printed)"
+                )
+            if failure.rcvd is not None and failure.rcvd.code == p.CLOSE_TOO_BIG:
+                return ConnectionClosedError(
+                    f"the hub at {self.url} closed the connection because a frame was larger "
+                    "than its max_size; lower batch_bytes or publish smaller records"
+                )
+        detail = f": {failure}" if failure is not None else ""
+        return ConnectionClosedError(f"the connection to {self.url} closed{detail}")
 
     def _handle(self, message: p.HubMessage) -> None:
         if type(message) is p.Msg:
@@ -656,10 +714,15 @@ class AsyncClient:
             if not future.done():
                 future.set_exception(error)
             return
-        if err.topic is not None and err.topic in self._subs:
-            for sub in self._subs.pop(err.topic):
-                if not sub.ready.done():
-                    sub._end(error)
+        pending = [
+            sub for sub in self._subs.get(err.topic or "", ()) if not sub.ready.done()
+        ]
+        if pending and err.code in _SUBSCRIBE_REFUSALS:
+            for sub in pending:
+                self._subs[sub.pattern].remove(sub)
+                sub._end(error)
+            if not self._subs[err.topic or ""]:
+                del self._subs[err.topic or ""]
             self._routes.clear()
             return
         self.errors.append(err)

@@ -38,6 +38,7 @@ META_COLUMNS: Final = ("ts", "seq", "topic")
 _MISSING: Final = {"f": np.nan, "i": None, "b": None, "s": None, "O": None}
 _DTYPES: Final = {"f": np.float64, "i": np.int64, "b": np.bool_, "s": object, "O": object}
 _INITIAL_CAPACITY: Final = 1024
+DEFAULT_MAX_COLUMNS: Final = 1000
 
 
 # (column name, raw values, values as an array, their kind)
@@ -53,6 +54,7 @@ class _Column:
     kind: str
     data: npt.NDArray[Any]
     typed: bool = True  # False while the column has only ever seen missing values
+    last: int = 0  # the last row this column was written for; before the window: dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +70,17 @@ class Snapshot:
 class ColumnWindow:
     """The last ``window.rows`` rows (younger than ``window.seconds`` when set) as columns."""
 
-    def __init__(self, window: Window, *, with_topic: bool = False) -> None:
+    def __init__(
+        self, window: Window, *, with_topic: bool = False, max_columns: int = DEFAULT_MAX_COLUMNS
+    ) -> None:
         self.limit = window.rows
         self.max_age = window.seconds
         self.with_topic = with_topic
+        self.max_columns = max_columns
         self.type_changes = 0
+        self.values_dropped = 0  # values of new fields beyond max_columns (not stored)
+        # hub clock minus ours, from the latest batch: time windows follow the hub's clock
+        self._skew = 0.0
         self._lock = threading.Lock()
         self._cap = min(self.limit, _INITIAL_CAPACITY)
         self._total = 0  # rows ever written; row k lives in slot k % cap
@@ -109,7 +117,8 @@ class ColumnWindow:
         with self._lock:
             self._write(topic, first_seq, ts, n, columns)
             if self.max_age is not None:
-                self._expire(time.time() - self.max_age)
+                self._skew = ts - time.time()
+                self._expire(self._cutoff())
 
     def _columnize(self, rows: list[dict[str, Any]]) -> list[_Batch]:
         """Split rows into typed column batches; raise _NeedsFlatten on nested dicts."""
@@ -134,14 +143,22 @@ class ColumnWindow:
         if self._topic is not None:
             _put(self._topic, slots, topic)
         seen = set()
+        last = self._total + n - 1
         for name, values, array, kind in columns:
             seen.add(name)
-            self._write_column(name, values, array, kind, slots, had_rows)
+            self._write_column(name, values, array, kind, slots, had_rows, last)
+        gone = []
         for name, column in self._columns.items():
-            if name not in seen:  # absent from this batch: missing values
-                if column.kind in ("i", "b"):
-                    self._widen(column, "f" if column.kind == "i" else "O")
-                _put(column.data, slots, _MISSING[column.kind])
+            if name in seen:
+                continue
+            if column.last < lo:  # no row in the window has this field any more
+                gone.append(name)
+                continue
+            if column.kind in ("i", "b"):  # absent from this batch: missing values
+                self._widen(column, "f" if column.kind == "i" else "O")
+            _put(column.data, slots, _MISSING[column.kind])
+        for name in gone:
+            del self._columns[name]
         self._total += n
         self._lo = lo
 
@@ -153,8 +170,12 @@ class ColumnWindow:
         kind: str,
         slots: list[slice],
         had_rows: bool,
+        last: int,
     ) -> None:
         column = self._columns.get(name)
+        if column is None and len(self._columns) >= self.max_columns:
+            self.values_dropped += sum(v is not None for v in values)
+            return
         if kind == "m":  # values of different types within this batch
             self.type_changes += 1
             kind = "O"
@@ -166,6 +187,7 @@ class ColumnWindow:
                 array = array.astype(_DTYPES[kind])
             stored = "f" if kind == "n" else kind
             column = _Column(stored, np.empty(self._cap, _DTYPES[stored]), typed=kind != "n")
+
             if stored not in ("i", "b"):  # i/b columns never hold missing values
                 column.data[:] = _MISSING[stored]
             self._columns[name] = column
@@ -177,6 +199,7 @@ class ColumnWindow:
         if target != kind:
             array = _cast(values, array, target)
         _put(column.data, slots, array)
+        column.last = last
 
     def _widen(self, column: _Column, kind: str) -> None:
         column.data = column.data.astype(_DTYPES[kind])
@@ -202,6 +225,10 @@ class ColumnWindow:
             column.data = moved(column.data, _MISSING[column.kind])
         self._cap = new_cap
 
+    def _cutoff(self) -> float:
+        assert self.max_age is not None
+        return time.time() + self._skew - self.max_age
+
     def _expire(self, cutoff: float) -> None:
         if self._total == self._lo or self._ts[self._lo % self._cap] >= cutoff:
             return
@@ -213,7 +240,7 @@ class ColumnWindow:
         """Copy the retained rows, oldest first (expiring rows older than the time bound)."""
         with self._lock:
             if self.max_age is not None:
-                self._expire(time.time() - self.max_age)
+                self._expire(self._cutoff())
             return Snapshot(
                 ts=self._ordered(self._ts),
                 seq=self._ordered(self._seq),
@@ -271,19 +298,29 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_FLOATS: Final = (frozenset({float}), frozenset({float, int}))
+_INTS: Final = frozenset({int})
+_BOOLS: Final = frozenset({bool})
+_STRS: Final = frozenset({str})
+
+
 def _to_array(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
     """The values as a 1-d array and their kind: f, i, b, s, O, m (mixed types: stored as O
     and counted as a type change) or n (all missing)."""
+    # The set of Python types decides the kind (numpy's own inference would turn bools into
+    # ints and numbers into strings when they are mixed).
+    types = frozenset(map(type, values))
     try:
-        array = np.array(values)
-    except (ValueError, OverflowError):  # ragged lists, or ints beyond 64 bits
-        array = None
-    if array is not None and array.ndim == 1:
-        k = array.dtype.kind
-        if k == "f" or k == "b":
-            return array, k
-        if k == "i":
-            return array.astype(np.int64, copy=False), "i"
+        if types in _FLOATS:
+            return np.array(values, dtype=np.float64), "f"
+        if types == _INTS:
+            return np.array(values, dtype=np.int64), "i"
+    except OverflowError:  # an int beyond 64 bits: keep exact values as objects
+        pass
+    if types == _BOOLS:
+        return np.array(values, dtype=np.bool_), "b"
+    if types == _STRS:
+        return _object_array(values), "s"
     return _classify(values)
 
 

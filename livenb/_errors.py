@@ -59,3 +59,7 @@ class SerializationError(LivenbError, TypeError):
 
 class HubUnreachableError(LivenbError, ConnectionError):
     """No hub answered at the URL (wrong address, hub not started, or a firewall)."""
+
+
+class RecordTooLargeError(LivenbError, ValueError):
+    """A record is larger than a hub accepts in one frame; split it or raise the limits."""

@@ -102,9 +102,10 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            if future.done() and not future.cancelled():
-                raise  # the operation itself raised TimeoutError
-            future.cancel()
+            # It may have finished right at the deadline (or raised TimeoutError itself):
+            # then its own outcome stands; otherwise cancel it.
+            if future.cancel() is False and future.done():
+                return future.result()
             raise LivenbTimeoutError(
                 f"the operation did not finish within {timeout} s and was cancelled; "
                 "pass a larger timeout= if it is expected to take longer"

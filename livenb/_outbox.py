@@ -94,16 +94,17 @@ class Outbox:
                 wake = WAKE_TIMER
             return wake
 
-    def take(self) -> tuple[list[bytes], int]:
-        """Seal every open batch; return all frames, oldest first, and their records' bytes
-        (pass that to :meth:`release` once they are sent)."""
+    def take(self) -> tuple[list[bytes], int, int]:
+        """Seal every open batch; return all frames, oldest first, their records' bytes (pass
+        that to :meth:`release` once they are sent) and their number of records."""
         with self.lock:
             for topic, batch in list(self._open.items()):
                 self._seal(topic, batch)
             frames = [frame for frame, _, _ in self._ready]
             payload = sum(size for _, size, _ in self._ready)
+            count = sum(n for _, _, n in self._ready)
             self._ready.clear()
-            return frames, payload
+            return frames, payload, count
 
     def has_ready(self) -> bool:
         return bool(self._ready)

@@ -220,8 +220,9 @@ class AsyncHub:
             "errors": dict(c.errors),
             "drops": self._slow_consumer_drops,
             "slow_consumer_policy": SLOW_CONSUMER_POLICY,
-            "queued_frames": sum(len(peer.queue) for peer in self._peers.values()),
-            "queued_bytes": sum(peer.bytes for peer in self._peers.values()),
+            # list() copies in one step, so stats() is safe to call from another thread
+            "queued_frames": sum(len(peer.queue) for peer in list(self._peers.values())),
+            "queued_bytes": sum(peer.bytes for peer in list(self._peers.values())),
         }
 
     def __repr__(self) -> str:

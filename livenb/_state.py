@@ -120,7 +120,8 @@ class HubCore:
 
     @property
     def subscriptions(self) -> int:
-        return sum(len(c.patterns) for c in self._connections.values())
+        # list() copies in one step, so this is safe to read from another thread
+        return sum(len(c.patterns) for c in list(self._connections.values()))
 
     def last_seq(self, topic: str) -> int:
         """The last seq assigned on ``topic`` (0 when nothing was published yet)."""

@@ -7,6 +7,7 @@ when it runs out, LoopThreadError when called from the loop thread (e.g. in a ca
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
@@ -206,7 +207,11 @@ class Client:
 
         async def make() -> AsyncSubscription:
             sub = self.aio.subscribe(pattern, window=window, on_record=on_record, buffer=buffer)
-            await sub.wait_ready()
+            try:
+                await sub.wait_ready()
+            except BaseException:  # refused, timed out or interrupted: leave nothing behind
+                await asyncio.shield(sub.close())
+                raise
             return sub
 
         return Subscription(loop_thread().run(make(), timeout))

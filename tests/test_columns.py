@@ -182,3 +182,33 @@ def test_type_change_counted_the_same_however_records_are_batched() -> None:
     feed(apart, [[{"id": 1}], [{"id": "x"}]])
     assert together.type_changes == apart.type_changes == 1
     assert frame(together)["id"].tolist() == frame(apart)["id"].tolist() == [1, "x"]
+
+
+def test_bools_and_numbers_mixed_in_one_batch_stay_exact() -> None:
+    w = ColumnWindow(Window(10))
+    feed(w, [[{"a": True}, {"a": 2}]])
+    assert frame(w)["a"].tolist() == [True, 2]
+    assert w.type_changes == 1
+
+
+def test_columns_of_fields_gone_from_the_window_are_dropped() -> None:
+    w = ColumnWindow(Window(10))
+    feed(w, [[{f"k{i}": i, "v": i}] for i in range(5000)])
+    f = frame(w)
+    assert list(f.columns) == ["ts", "seq", "v", *[f"k{i}" for i in range(4990, 5000)]]
+
+
+def test_column_count_is_bounded_and_overflow_counted() -> None:
+    w = ColumnWindow(Window(10), max_columns=3)
+    w.ingest("t", 1, 0.0, [{"a": 1, "b": 2, "c": 3, "d": 4, "e": None}])
+    assert list(frame(w).columns) == ["ts", "seq", "a", "b", "c"]
+    assert w.values_dropped == 1
+
+
+def test_time_window_follows_the_hub_clock() -> None:
+    w = ColumnWindow(Window(100, 60.0))
+    hub_now = time.time() - 3600  # the hub's clock is an hour behind ours
+    w.ingest("t", 1, hub_now - 120, [{"i": 0}])
+    w.ingest("t", 2, hub_now - 30, [{"i": 1}])
+    w.ingest("t", 3, hub_now, [{"i": 2}])
+    assert frame(w)["i"].tolist() == [1, 2]
