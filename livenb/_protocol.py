@@ -15,7 +15,7 @@ from typing import Any, Final, TypeAlias
 import orjson
 
 from ._errors import ProtocolError, SerializationError
-from ._topics import is_valid_pattern, is_valid_topic
+from ._topics import is_pattern, is_valid_pattern, is_valid_topic
 
 # --- error codes sent in {"op":"err","code":...}; stable strings, documented in protocol.md ---
 BAD_JSON: Final = "bad_json"
@@ -47,15 +47,23 @@ CLOSE_UNAUTHORIZED: Final = 4001  # missing/wrong token in the first {"op":"auth
 CLOSE_SLOW_CONSUMER: Final = 4008  # outgoing queue overflowed; retryable, resume from history
 
 RequestId: TypeAlias = "str | int"
+MAX_PID_LENGTH: Final = 64
 JSON: TypeAlias = Any
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A point in a topic's stream: the hub ``epoch`` and the last ``seq`` seen."""
+    """Where a subscriber left off, sent with ``sub`` to resume.
+
+    For a concrete topic: the hub ``epoch`` and the last ``seq`` seen. For a pattern: the
+    ``epoch``, the last seq seen per topic (``topics``) and the hub time of the last contact
+    (``ts``): records of other matching topics newer than ``ts`` are replayed too.
+    """
 
     epoch: str
-    seq: int
+    seq: int | None = None
+    topics: dict[str, int] | None = None
+    ts: float | None = None
 
 
 # ----------------------------------------------------------------- client -> hub messages
@@ -83,6 +91,7 @@ class Pub:
     records: list[JSON]
     single: bool = False
     id: RequestId | None = None
+    pid: str | None = None  # producer id: (pid, id) makes a retried frame idempotent
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,8 @@ class Subscribed:
     topic: str
     epoch: str
     seq: int | None = None  # last seq of a concrete topic at subscribe time (0: none yet)
+    recovered: bool | None = None  # with ``since``: True when nothing was missed
+    ts: float | None = None  # hub time of the reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +133,7 @@ class Ack:
     id: RequestId
     seq: int
     count: int = 1
+    dup: bool = False  # a retried frame the hub had already stored (not stored again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +146,12 @@ class Err:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Records ``first``..``last`` of ``topic`` were not delivered (issue: delivery)."""
+    """Records ``first``..``last`` of ``topic`` will never be delivered; ``last`` is None when
+    everything from ``first`` on in the previous epoch is lost (reason ``epoch_changed``)."""
 
     topic: str
     first: int
-    last: int
+    last: int | None
     reason: str
 
 
@@ -252,21 +265,40 @@ def decode_client(frame: str | bytes) -> ClientMessage:
     op = f.op
     if op == "pub":
         records, single = f.records()
-        return Pub(f.topic(), records, single, f.request_id())
+        request_id = f.request_id()
+        pid = f.obj.get("pid")
+        if pid is not None:
+            if type(pid) is not str or not 0 < len(pid) <= MAX_PID_LENGTH:
+                raise _field_error(op, "pid", f"a string of 1-{MAX_PID_LENGTH} characters", pid)
+            if type(request_id) is not int or request_id < 1:
+                raise _field_error(op, "id", "an integer >= 1 (required with pid)", request_id)
+        return Pub(f.topic(), records, single, request_id, pid)
     if op == "sub":
+        topic = f.topic(pattern=True)
         since = f.obj.get("since")
-        position = None
-        if since is not None:
-            if type(since) is not dict:
-                raise _field_error(op, "since", 'an object {"epoch":E,"seq":N}', since)
-            g = _Fields(since, "sub.since")
-            position = Position(g.str_("epoch"), g.int_("seq"))
-        return Sub(f.topic(pattern=True), position)
+        return Sub(topic, None if since is None else _position(since, is_pattern(topic)))
     if op == "unsub":
         return Unsub(f.topic(pattern=True))
     if op == "auth":
         return Auth(f.str_("token"))
     return Ping()
+
+
+def _position(since: object, pattern: bool) -> Position:
+    if type(since) is not dict:
+        raise _field_error("sub", "since", 'an object {"epoch":E,"seq":N}', since)
+    g = _Fields(since, "sub.since")
+    epoch = g.str_("epoch")
+    if not pattern:
+        return Position(epoch, g.int_("seq"))
+    topics = since.get("topics")
+    if topics is not None:
+        if type(topics) is not dict or not all(
+            is_valid_topic(k) and type(v) is int and v >= 0 for k, v in topics.items()
+        ):
+            raise _field_error("sub.since", "topics", "an object of topic -> seq >= 0", topics)
+    ts = None if since.get("ts") is None else g.float_("ts")
+    return Position(epoch, None, topics, ts)
 
 
 def decode_hub(frame: str | bytes) -> HubMessage:
@@ -278,8 +310,15 @@ def decode_hub(frame: str | bytes) -> HubMessage:
         return Msg(f.topic(), f.int_("seq", minimum=1), f.float_("ts"), records, single)
     if op == "subscribed":
         seq = f.obj.get("seq")
+        recovered = f.obj.get("recovered")
+        if recovered is not None and type(recovered) is not bool:
+            raise _field_error(op, "recovered", "a boolean", recovered)
         return Subscribed(
-            f.topic(pattern=True), f.str_("epoch"), None if seq is None else f.int_("seq")
+            f.topic(pattern=True),
+            f.str_("epoch"),
+            None if seq is None else f.int_("seq"),
+            recovered,
+            None if f.obj.get("ts") is None else f.float_("ts"),
         )
     if op == "unsubscribed":
         return Unsubscribed(f.topic(pattern=True))
@@ -287,7 +326,9 @@ def decode_hub(frame: str | bytes) -> HubMessage:
         request_id = f.request_id()
         if request_id is None:
             raise _field_error(op, "id", "a string or an integer", None)
-        return Ack(request_id, f.int_("seq", minimum=1), f.int_("count", minimum=1))
+        dup = f.obj.get("dup") is True
+        # seq 0 in a dup ack: stored earlier, but its position is no longer remembered
+        return Ack(request_id, f.int_("seq", minimum=0 if dup else 1), f.int_("count", minimum=1), dup)
     if op == "err":
         topic = f.obj.get("topic")
         return Err(
@@ -297,14 +338,15 @@ def decode_hub(frame: str | bytes) -> HubMessage:
             None if topic is None else f.str_("topic"),
         )
     if op == "gap":
-        return Gap(f.topic(), f.int_("first"), f.int_("last"), f.str_("reason"))
+        last = None if f.obj.get("last") is None else f.int_("last")
+        return Gap(f.topic(), f.int_("first"), last, f.str_("reason"))
     return Pong()
 
 
 def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
     """The JSON object for ``message`` (optional fields left out when unset)."""
     match message:
-        case Pub(topic, records, single, request_id):
+        case Pub(topic, records, single, request_id, pid):
             obj: dict[str, Any] = {"op": "pub", "topic": topic}
             if single:
                 obj["data"] = records[0]
@@ -312,6 +354,8 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
                 obj["batch"] = records
             if request_id is not None:
                 obj["id"] = request_id
+            if pid is not None:
+                obj["pid"] = pid
             return obj
         case Msg(topic, seq, ts, records, single):
             obj = {"op": "msg", "topic": topic, "seq": seq, "ts": ts}
@@ -323,7 +367,14 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
         case Sub(topic, since):
             obj = {"op": "sub", "topic": topic}
             if since is not None:
-                obj["since"] = {"epoch": since.epoch, "seq": since.seq}
+                position: dict[str, Any] = {"epoch": since.epoch}
+                if since.seq is not None:
+                    position["seq"] = since.seq
+                if since.topics is not None:
+                    position["topics"] = since.topics
+                if since.ts is not None:
+                    position["ts"] = since.ts
+                obj["since"] = position
             return obj
         case Unsub(topic):
             return {"op": "unsub", "topic": topic}
@@ -333,15 +384,22 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
             return {"op": "ping"}
         case Pong():
             return {"op": "pong"}
-        case Subscribed(topic, epoch, seq):
+        case Subscribed(topic, epoch, seq, recovered, ts):
             obj = {"op": "subscribed", "topic": topic, "epoch": epoch}
             if seq is not None:
                 obj["seq"] = seq
+            if recovered is not None:
+                obj["recovered"] = recovered
+            if ts is not None:
+                obj["ts"] = ts
             return obj
         case Unsubscribed(topic):
             return {"op": "unsubscribed", "topic": topic}
-        case Ack(request_id, seq, count):
-            return {"op": "ack", "id": request_id, "seq": seq, "count": count}
+        case Ack(request_id, seq, count, dup):
+            obj = {"op": "ack", "id": request_id, "seq": seq, "count": count}
+            if dup:
+                obj["dup"] = True
+            return obj
         case Err(code, text, request_id, topic):
             obj = {"op": "err", "code": code, "message": text}
             if request_id is not None:
@@ -402,12 +460,19 @@ def _default(value: object) -> object:
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
-def pub_frame(topic: str, encoded_records: Sequence[bytes], request_id: RequestId | None = None) -> bytes:
+def pub_frame(
+    topic: str,
+    encoded_records: Sequence[bytes],
+    request_id: RequestId | None = None,
+    pid: str | None = None,
+) -> bytes:
     """Splice already-encoded records into one ``pub`` frame without re-encoding them.
 
     ``topic`` must be a valid topic name (which needs no JSON escaping).
     """
     tail = b"}" if request_id is None else b',"id":' + orjson.dumps(request_id) + b"}"
+    if pid is not None:
+        tail = b',"pid":' + orjson.dumps(pid) + tail
     if len(encoded_records) == 1:
         return b'{"op":"pub","topic":"' + topic.encode() + b'","data":' + encoded_records[0] + tail
     return (

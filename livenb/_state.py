@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -18,7 +18,18 @@ import orjson
 
 from . import _protocol as p
 from ._errors import ProtocolError
+from ._history import (
+    DEFAULT_HISTORY_TOTAL_BYTES,
+    Batch,
+    HistoryLimits,
+    TopicHistory,
+    limits_for,
+)
+from ._producers import ProducerTable
 from ._topics import is_pattern, matches
+
+GAP_EPOCH_CHANGED: Final = "epoch_changed"  # the hub restarted without the old history
+GAP_HISTORY_EXCEEDED: Final = "history_exceeded"  # older than what the topic's history keeps
 
 DEFAULT_MAX_TOPICS: Final = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 1_000
@@ -59,6 +70,8 @@ class HubCounters:
     records_in: int = 0
     frames_out: int = 0
     records_out: int = 0
+    replayed: int = 0  # frames replayed from history on resume
+    gaps: int = 0  # gaps reported on resume
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -76,6 +89,9 @@ class HubCore:
         epoch: str | None = None,
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        history: HistoryLimits = HistoryLimits(),
+        history_rules: Iterable[tuple[str, HistoryLimits]] = (),
+        history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
     ) -> None:
         self.epoch: Final = epoch or secrets.token_hex(8)
         self._token = token
@@ -88,6 +104,12 @@ class HubCore:
         self._patterns: dict[str, set[int]] = {}  # wildcard pattern -> connections
         self._routes: dict[str, tuple[int, ...]] = {}  # cache: topic -> receivers
         self._out: list[Action] = []
+        self.history = history
+        self.history_rules = list(history_rules)
+        self.history_total_bytes = history_total_bytes
+        self.history_bytes = 0
+        self._histories: dict[str, TopicHistory] = {}
+        self.producers = ProducerTable()
 
     # ------------------------------------------------------------------ connections
     def open(self, conn: int, *, authenticated: bool) -> None:
@@ -148,8 +170,8 @@ class HubCore:
         match message:
             case p.Pub():
                 self._publish(conn, message, now)
-            case p.Sub(topic):
-                self._subscribe(conn, state, topic)
+            case p.Sub(topic, since):
+                self._subscribe(conn, state, topic, since, now)
             case p.Unsub(topic):
                 self._unsubscribe(conn, state, topic)
             case p.Ping():
@@ -183,6 +205,14 @@ class HubCore:
 
     def _publish(self, conn: int, message: p.Pub, now: float) -> None:
         topic = message.topic
+        pid = message.pid
+        if pid is not None:
+            known = self.producers.seen(pid, message.id)  # type: ignore[arg-type]
+            if known is not None:  # a retry of a stored frame: acknowledge, do not store
+                seq, count = known
+                ack = p.Ack(message.id, seq, count or len(message.records), True)  # type: ignore[arg-type]
+                self._out.append(Send((conn,), p.encode(ack)))
+                return
         last = self._seq.get(topic)
         if last is None:
             if len(self._seq) >= self.max_topics:
@@ -203,15 +233,45 @@ class HubCore:
         receivers = self._routes.get(topic)
         if receivers is None:
             receivers = self._route(topic)
-        if receivers:
+        history = self._histories.get(topic)
+        if history is None:
+            history = self._histories[topic] = TopicHistory(
+                limits_for(topic, self.history, self.history_rules)
+            )
+        if receivers or history.limits.records:
             frame = p.encode_msg_frame(topic, first, now, records)
-            self._out.append(Send(receivers, frame, n))
-            self.counters.frames_out += len(receivers)
-            self.counters.records_out += n * len(receivers)
+            self._remember(history, Batch(first, now, records, frame), now)
+            if receivers:
+                self._out.append(Send(receivers, frame, n))
+                self.counters.frames_out += len(receivers)
+                self.counters.records_out += n * len(receivers)
+        if pid is not None:
+            self.producers.stored(pid, message.id, first, n)  # type: ignore[arg-type]
         if message.id is not None:
             self._out.append(Send((conn,), p.encode(p.Ack(message.id, first, n))))
 
-    def _subscribe(self, conn: int, state: _Connection, pattern: str) -> None:
+    def _remember(self, history: TopicHistory, batch: Batch, now: float) -> None:
+        before = history.bytes
+        history.append(batch, now)
+        self.history_bytes += history.bytes - before
+        if self.history_bytes > self.history_total_bytes:
+            self._evict_globally()
+
+    def _evict_globally(self) -> None:
+        """Over the hub-wide history budget: evict the oldest batches, whatever their topic."""
+        while self.history_bytes > self.history_total_bytes:
+            oldest = min(
+                (h for h in self._histories.values() if len(h)),
+                key=lambda h: h.oldest_ts() or 0.0,
+                default=None,
+            )
+            if oldest is None:
+                return
+            self.history_bytes -= oldest.evict_oldest()
+
+    def _subscribe(
+        self, conn: int, state: _Connection, pattern: str, since: p.Position | None, now: float
+    ) -> None:
         if pattern not in state.patterns:
             if len(state.patterns) >= self.max_subscriptions:
                 self._error(
@@ -226,7 +286,71 @@ class HubCore:
             table.setdefault(pattern, set()).add(conn)
             self._routes.clear()  # subscriptions change rarely; publishes are the hot path
         seq = None if is_pattern(pattern) else self._seq.get(pattern, 0)
-        self._out.append(Send((conn,), p.encode(p.Subscribed(pattern, self.epoch, seq))))
+        if since is None:
+            self._out.append(Send((conn,), p.encode(p.Subscribed(pattern, self.epoch, seq))))
+            return
+        # The subscription is registered before the replay is queued, and nothing else runs
+        # in between, so live records follow the replay with no gap and no overlap.
+        gaps: list[p.Gap] = []
+        frames: list[bytes] = []
+        if is_pattern(pattern):
+            for topic in sorted(t for t in self._seq if matches(pattern, t)):
+                known = None if since.topics is None else since.topics.get(topic)
+                if known is not None or since.epoch != self.epoch:
+                    self._resume(topic, known or 0, since.epoch, now, gaps, frames)
+                elif since.ts is not None:
+                    self._resume_newer(topic, since.ts, now, gaps, frames)
+        else:
+            self._resume(pattern, since.seq or 0, since.epoch, now, gaps, frames)
+        reply = p.Subscribed(pattern, self.epoch, seq, not gaps, now)
+        out = [p.encode(reply), *(p.encode(g) for g in gaps), *frames]
+        self._out.extend(Send((conn,), frame) for frame in out)
+        self.counters.replayed += len(frames)
+        self.counters.gaps += len(gaps)
+
+    def _resume(
+        self,
+        topic: str,
+        seen: int,
+        epoch: str,
+        now: float,
+        gaps: list[p.Gap],
+        frames: list[bytes],
+    ) -> None:
+        """Replay ``topic`` after seq ``seen`` of ``epoch``; report what cannot be replayed."""
+        last = self._seq.get(topic, 0)
+        history = self._histories.get(topic)
+        if history is not None:
+            self.history_bytes -= history.trim(now)
+        first_kept = history.first_seq(last) if history is not None else last + 1
+        if epoch != self.epoch:
+            # A new hub epoch (a restart without the old history): the old epoch's records
+            # after `seen` are gone, and this epoch's are replayed from its start.
+            gaps.append(p.Gap(topic, seen + 1, None, GAP_EPOCH_CHANGED))
+            seen = 0
+        elif seen > last:
+            seen = last  # ahead of the hub: nothing to replay
+        if first_kept > seen + 1:
+            gaps.append(p.Gap(topic, seen + 1, first_kept - 1, GAP_HISTORY_EXCEEDED))
+        if history is not None:
+            frames.extend(_replay(topic, history.after(seen), seen))
+
+    def _resume_newer(
+        self, topic: str, ts: float, now: float, gaps: list[p.Gap], frames: list[bytes]
+    ) -> None:
+        """A topic the subscriber never saw: replay what was published after hub time ``ts``."""
+        history = self._histories.get(topic)
+        if history is None:
+            return
+        self.history_bytes -= history.trim(now)
+        batches = list(history.newer_than(ts))
+        first_kept = history.first_seq(self._seq.get(topic, 0))
+        if len(batches) == len(history) and first_kept > 1:
+            # Everything retained is newer than ts; older records after ts may be evicted.
+            oldest = history.oldest_ts()
+            if oldest is None or oldest > ts:
+                gaps.append(p.Gap(topic, 1, first_kept - 1, GAP_HISTORY_EXCEEDED))
+        frames.extend(batch.frame for batch in batches)
 
     def _unsubscribe(self, conn: int, state: _Connection, pattern: str) -> None:
         if pattern not in state.patterns:
@@ -281,3 +405,12 @@ def _request_id_of(frame: str | bytes) -> p.RequestId | None:
         if type(rid) is str or type(rid) is int:
             return rid
     return None
+
+
+def _replay(topic: str, batches: Iterable[Batch], seen: int) -> Iterator[bytes]:
+    for batch in batches:
+        if batch.first > seen:
+            yield batch.frame
+        else:  # the batch straddles `seen`: send only its newer records
+            skip = seen - batch.first + 1
+            yield p.encode_msg_frame(topic, seen + 1, batch.ts, batch.records[skip:])

@@ -42,7 +42,22 @@ def pubs(draw: st.DrawFn) -> p.Pub:
     single = draw(st.booleans())
     if single:
         recs = recs[:1]
+    if draw(st.booleans()):  # idempotent form: producer id and a positive integer id
+        return p.Pub(draw(topics), recs, single, draw(st.integers(1, 2**53)), draw(st.text(min_size=1, max_size=64)))
     return p.Pub(draw(topics), recs, single, draw(request_ids))
+
+
+@st.composite
+def subs(draw: st.DrawFn) -> p.Sub:
+    topic = draw(patterns)
+    if draw(st.booleans()):
+        return p.Sub(topic)
+    epoch = draw(st.text(max_size=8))
+    if "*" in topic or ">" in topic:
+        seqs = draw(st.none() | st.dictionaries(topics, st.integers(0, 2**53), max_size=3))
+        ts = draw(st.none() | st.floats(0, 4e9))
+        return p.Sub(topic, p.Position(epoch, None, seqs, ts))
+    return p.Sub(topic, p.Position(epoch, draw(st.integers(0, 2**53))))
 
 
 @st.composite
@@ -57,18 +72,31 @@ def msgs(draw: st.DrawFn) -> p.Msg:
 
 client_messages = st.one_of(
     pubs(),
-    st.builds(p.Sub, patterns, st.none() | st.builds(p.Position, st.text(max_size=8), st.integers(0, 2**53))),
+    subs(),
     st.builds(p.Unsub, patterns),
     st.builds(p.Auth, st.text(max_size=30)),
     st.just(p.Ping()),
 )
 hub_messages = st.one_of(
     msgs(),
-    st.builds(p.Subscribed, patterns, st.text(max_size=8), st.none() | st.integers(0, 2**53)),
+    st.builds(
+        p.Subscribed,
+        patterns,
+        st.text(max_size=8),
+        st.none() | st.integers(0, 2**53),
+        st.none() | st.booleans(),
+        st.none() | st.floats(0, 4e9),
+    ),
     st.builds(p.Unsubscribed, patterns),
-    st.builds(p.Ack, st.integers(0, 2**53) | st.text(max_size=5), st.integers(1, 2**53), st.integers(1, 1000)),
+    st.builds(
+        p.Ack,
+        st.integers(0, 2**53) | st.text(max_size=5),
+        st.integers(1, 2**53),
+        st.integers(1, 1000),
+        st.booleans(),
+    ),
     st.builds(p.Err, st.sampled_from(p.ERROR_CODES), st.text(max_size=30), request_ids, st.none() | topics),
-    st.builds(p.Gap, topics, st.integers(0, 100), st.integers(0, 100), st.text(max_size=10)),
+    st.builds(p.Gap, topics, st.integers(0, 100), st.none() | st.integers(0, 100), st.text(max_size=10)),
     st.just(p.Pong()),
 )
 
@@ -87,7 +115,7 @@ def test_hub_roundtrip(message: p.HubMessage) -> None:
 def test_spliced_pub_frame_equals_encoded(message: p.Pub) -> None:
     encoded = [p.encode_record(r) for r in message.records]
     if message.single or len(encoded) > 1:
-        frame = p.pub_frame(message.topic, encoded, message.id)
+        frame = p.pub_frame(message.topic, encoded, message.id, message.pid)
         assert p.decode_client(frame) == message
 
 
@@ -124,6 +152,11 @@ def test_msg_frame_hot_path_decodes(message: p.Msg) -> None:
         ('{"op": "sub", "topic": "t", "since": {"epoch": "e", "seq": -1}}', p.BAD_FIELD),
         ('{"op": "sub", "topic": "t", "since": {"epoch": 1, "seq": 1}}', p.BAD_FIELD),
         ('{"op": "unsub", "topic": ""}', p.INVALID_TOPIC),
+        ('{"op": "pub", "topic": "t", "data": 1, "pid": "p"}', p.BAD_FIELD),
+        ('{"op": "pub", "topic": "t", "data": 1, "pid": "p", "id": "x"}', p.BAD_FIELD),
+        ('{"op": "pub", "topic": "t", "data": 1, "pid": 5, "id": 1}', p.BAD_FIELD),
+        ('{"op": "sub", "topic": "t.*", "since": {"epoch": "e", "topics": {"a b": 1}}}', p.BAD_FIELD),
+        ('{"op": "sub", "topic": "t", "since": {"epoch": "e"}}', p.BAD_FIELD),
         ('{"op": "auth"}', p.BAD_FIELD),
         ('{"op": "msg", "topic": "t", "seq": 1, "ts": 1.0, "data": 1}', p.UNKNOWN_OP),
     ],
