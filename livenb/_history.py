@@ -111,6 +111,9 @@ class TopicHistory:
                 yield batch
 
 
+DEFAULT_HISTORY: Final = HistoryLimits()
+
+
 def limits_for(
     topic: str, default: HistoryLimits, rules: Sequence[tuple[str, HistoryLimits]]
 ) -> HistoryLimits:

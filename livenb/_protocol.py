@@ -292,13 +292,16 @@ def _position(since: object, pattern: bool) -> Position:
     if not pattern:
         return Position(epoch, g.int_("seq"))
     topics = since.get("topics")
-    if topics is not None:
-        if type(topics) is not dict or not all(
-            is_valid_topic(k) and type(v) is int and v >= 0 for k, v in topics.items()
-        ):
-            raise _field_error("sub.since", "topics", "an object of topic -> seq >= 0", topics)
+    if topics is not None and not _is_position_map(topics):
+        raise _field_error("sub.since", "topics", "an object of topic -> seq >= 0", topics)
     ts = None if since.get("ts") is None else g.float_("ts")
     return Position(epoch, None, topics, ts)
+
+
+def _is_position_map(value: object) -> bool:
+    return type(value) is dict and all(
+        is_valid_topic(k) and type(v) is int and v >= 0 for k, v in value.items()
+    )
 
 
 def decode_hub(frame: str | bytes) -> HubMessage:

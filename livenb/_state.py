@@ -19,6 +19,7 @@ import orjson
 from . import _protocol as p
 from ._errors import ProtocolError
 from ._history import (
+    DEFAULT_HISTORY,
     DEFAULT_HISTORY_TOTAL_BYTES,
     Batch,
     HistoryLimits,
@@ -89,7 +90,7 @@ class HubCore:
         epoch: str | None = None,
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
-        history: HistoryLimits = HistoryLimits(),
+        history: HistoryLimits = DEFAULT_HISTORY,
         history_rules: Iterable[tuple[str, HistoryLimits]] = (),
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
     ) -> None:
