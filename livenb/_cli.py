@@ -19,13 +19,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import IO, Any, Final, Protocol
 
 import orjson
+from websockets.exceptions import ConnectionClosed
 
-from ._client import AsyncSubscription, Record
+from ._client import Record
 from ._errors import (
     AuthenticationError,
     HubUnreachableError,
@@ -33,7 +34,6 @@ from ._errors import (
     LivenbError,
     LivenbTimeoutError,
 )
-from ._loop import loop_thread
 from ._sync import Client, Subscription, connect, serve
 from ._topics import check_pattern, check_topic
 
@@ -135,15 +135,25 @@ def _connect(args: argparse.Namespace) -> Client:
         return connect(url, token, timeout=timeout, open_timeout=timeout)
     except ValueError as exc:  # a malformed URL
         raise CliError(f"{exc} (set --url or LIVENB_URL)", EXIT_USAGE) from None
-    except AuthenticationError as exc:
-        hint = "" if token else " No token was given: pass --token or set LIVENB_TOKEN."
-        raise CliError(f"{exc}.{hint}") from None
+    except AuthenticationError:
+        raise CliError(
+            f"the hub at {url} rejected the access token; pass the token `livenb serve` "
+            "printed with --token or LIVENB_TOKEN"
+        ) from None
     except HubUnreachableError as exc:
         raise CliError(f"{exc} (the URL comes from --url or LIVENB_URL)") from None
     except LivenbTimeoutError:
         raise CliError(
             f"no answer from a hub at {url} within {timeout} s; is it running? (--timeout)"
         ) from None
+
+
+def _no_token_hint(args: argparse.Namespace) -> str:
+    """Without a token, a hub that requires one accepts the connection but closes it (4001)
+    at the first message: say so next to whatever error that caused."""
+    if args.token or os.environ.get("LIVENB_TOKEN"):
+        return ""
+    return " (no access token was given: pass --token or set LIVENB_TOKEN if the hub needs one)"
 
 
 def _close_quietly(closable: Client | Subscription | None, timeout: float) -> None:
@@ -258,56 +268,94 @@ def cmd_pub(args: argparse.Namespace) -> int:
     topic: str = args.topic
     ack: bool = args.ack
     timeout: float = args.timeout
-    single = None if args.record == "-" else _parse_json(args.record, "the record")
+    from_stdin = args.record == "-"
+    single = None if from_stdin else _parse_json(args.record, "the record")
+    hint = _no_token_hint(args)
     client = _connect(args)
     last_seq: int | None = None
     published = 0
     failure: CliError | None = None
     try:
-        if args.record != "-":
+        if not from_stdin:
             last_seq = client.publish(topic, single, ack=ack, timeout=timeout)
             published = 1
         else:
             if sys.stdin.isatty() and not args.quiet:
                 _say(prog, f"reading JSON lines for {topic!r} from stdin; end with Ctrl-D")
             try:
-                for lineno, line in enumerate(sys.stdin.buffer, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = _parse_json(line, f"stdin line {lineno}")
-                    except CliError as exc:
-                        failure = exc  # publish (and confirm) the good lines before it
-                        break
-                    seq = client.publish(topic, record, ack=ack, timeout=timeout)
+                lineno = 0
+                for lines in _stdin_lines():
+                    records = []
+                    for line in lines:
+                        lineno += 1
+                        if not line.strip():
+                            continue
+                        try:
+                            records.append(_parse_json(line, f"stdin line {lineno}"))
+                        except CliError as exc:
+                            failure = exc  # publish (and confirm) the good lines before it
+                            break
+                    # One call per chunk of available lines: with --ack, one round trip each.
+                    seq = client.publish_many(topic, records, ack=ack, timeout=timeout)
                     if seq is not None:
                         last_seq = seq
-                    published += 1
+                    published += len(records)
+                    if failure is not None:
+                        break
             except KeyboardInterrupt:
                 failure = CliError(
-                    f"interrupted; {published} record(s) read before it were published",
+                    f"interrupted; the {published} record(s) read before were published",
                     EXIT_INTERRUPTED,
                 )
         _confirm(client, timeout)
+    except (LivenbError, ConnectionClosed) as exc:
+        done = f" ({published} record(s) read; the hub may lack some)" if from_stdin else ""
+        raise CliError(f"{exc}{done}{hint}") from None
     finally:
         _close_quietly(client, timeout)
     if failure is not None:
         raise failure
     if ack and last_seq is not None:
         print(last_seq, flush=True)
-    if not args.quiet and args.record == "-" and sys.stdin.isatty():
+    if from_stdin and sys.stdin.isatty() and not args.quiet:
         _say(prog, f"published {published} record(s) to {topic!r}")
     return EXIT_OK
 
 
+_MAX_LINE: Final = 64 << 20
+
+
+def _stdin_lines() -> Iterator[list[bytes]]:
+    """Lines of stdin, grouped as they become available (so a pipe that pauses has its
+    lines published at once), each without its newline. Raises CliError for a line over
+    64 MiB (no record that large can be published)."""
+    stream = sys.stdin.buffer
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. replaced by an in-memory stream
+        for line in stream:
+            yield [line]
+        return
+    pending = b""
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            if pending:
+                yield [pending]
+            return
+        *lines, pending = (pending + data).split(b"\n")
+        if lines:
+            yield lines
+        if len(pending) > _MAX_LINE:
+            raise CliError("a stdin line is over 64 MiB; is the input JSON lines?", EXIT_USAGE)
+
+
 def _confirm(client: Client, timeout: float) -> None:
     """Make sure the hub took every record: flush, then a ping round trip (the hub handles
-    frames in order, so any error about our records arrives before the pong)."""
-    try:
-        client.flush(timeout=timeout)
-        client.ping(timeout=timeout)
-    except LivenbError as exc:
-        raise CliError(f"records may not have reached the hub: {exc}") from None
+    frames in order, so any error about our records arrives before the pong). Raises
+    LivenbError when the connection failed, CliError when the hub refused records."""
+    client.flush(timeout=timeout)
+    client.ping(timeout=timeout)
     if client.aio.errors:
         err = client.aio.errors[0]
         raise CliError(f"the hub refused records ({err.code}): {err.message}")
@@ -403,14 +451,15 @@ def cmd_sub(args: argparse.Namespace) -> int:
     sub: Subscription | None = None
     printed = 0
     try:
-        sub = _subscribe_for_iteration(client, pattern, args.buffer, timeout)
+        # Records are buffered for iteration from the moment the hub confirms.
+        sub = client.subscribe(pattern, window=None, buffer=args.buffer, timeout=timeout)
         if not args.quiet:
             _say(prog, f"subscribed to {pattern} at {client.url}")
         seen_drops = 0
         for record in sub.records(timeout=None):
             writer.write(record)
             printed += 1
-            dropped: int = sub.aio.dropped
+            dropped = sub.aio.unread_dropped
             if dropped > seen_drops:
                 _say(
                     prog,
@@ -426,31 +475,13 @@ def cmd_sub(args: argparse.Namespace) -> int:
         pass  # Ctrl-C is how an endless `sub` is meant to stop
     except BrokenPipeError:
         _silence_stdout()  # the reader went away (e.g. `| head`): like --count, not an error
-    except LivenbError as exc:
-        raise CliError(f"{exc} (after {printed} record(s))") from None
+    except (LivenbError, ConnectionClosed) as exc:
+        done = f" (after {printed} record(s))" if printed else ""
+        raise CliError(f"{exc}{done}{_no_token_hint(args)}") from None
     finally:
         _close_quietly(sub, timeout)
         _close_quietly(client, timeout)
     return EXIT_OK
-
-
-def _subscribe_for_iteration(
-    client: Client, pattern: str, buffer: int, timeout: float
-) -> Subscription:
-    """Subscribe with iteration buffering switched on before the hub is even asked, so no
-    record that arrives after the hub's confirmation is missed (``Subscription.records()``
-    only starts buffering at its first ``next()``)."""
-
-    async def make() -> AsyncSubscription:
-        aio = client.aio.subscribe(pattern, window=None, buffer=buffer)
-        aio.__aiter__()  # start queueing records for iteration now
-        await aio.wait_ready()
-        return aio
-
-    try:
-        return Subscription(loop_thread().run(make(), timeout))
-    except LivenbTimeoutError:
-        raise CliError(f"the hub did not confirm the subscription within {timeout} s") from None
 
 
 def _silence_stdout() -> None:
@@ -476,7 +507,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     errors: list[BaseException] = []
 
     with serve(port=0) as hub, hub.connect() as publisher, hub.connect() as reader:
-        sub = reader.subscribe(topic, window=args.window)
+        # Only the frame is read, so keep the iteration buffer minimal.
+        sub = reader.subscribe(topic, window=args.window, buffer=1)
 
         def publish() -> None:
             try:
@@ -536,7 +568,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"{'interrupted' if interrupted else 'done'}: {total:,} records published, "
             f"{received:,} received in {elapsed:.1f} s (average {received / elapsed:,.0f} rec/s); "
-            f"hub drops: {stats['drops']}, subscriber drops: {sub.aio.dropped}",
+            f"hub drops: {stats['drops']}",
             file=out,
             flush=True,
         )
@@ -646,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="print the hub's counters to stderr every SECONDS",
     )
-    serve_p.add_argument("-v", "--verbose", action="store_true", help="log connections")
+    serve_p.add_argument(
+        "-v", "--verbose", action="store_true", help="log the hub's events (INFO) to stderr"
+    )
     serve_p.add_argument(
         "--timeout",
         type=_positive_float,
@@ -684,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub_p.add_argument(
         "--ack",
         action="store_true",
-        help="wait for the hub to acknowledge each record and print the last seq",
+        help="wait until the hub has taken the records, then print the last seq",
     )
     pub_p.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
     pub_p.set_defaults(func=cmd_pub)
@@ -796,6 +830,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except LivenbError as exc:
         _say(prog, f"error: {exc}")
+        return EXIT_ERROR
+    except ConnectionClosed as exc:  # should arrive as a LivenbError; never a traceback here
+        _say(prog, f"error: the connection to the hub closed ({exc})")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _say(prog, "interrupted")

@@ -419,7 +419,7 @@ class AsyncClient:
         self._accepting = False
         if self._failure is None:
             with contextlib.suppress(LivenbError):
-                await self.flush()
+                await self._flush()
         self._closing = True
         await self._ws.close()
         for task in self._tasks:
@@ -519,10 +519,14 @@ class AsyncClient:
         """Send every record published before this call; return once they are written to the
         socket (records published meanwhile, e.g. from other threads, do not delay it)."""
         self._check_open()
+        await self._flush()
+
+    async def _flush(self) -> None:
         target = self.outbox.records_added
         try:
             while self.records_flushed < target:
-                self._check_open()
+                if self._failure is not None:
+                    self._check_open()
                 assert self._cycle is not None
                 cycle = self._cycle
                 self._flush_requested = True
@@ -641,9 +645,18 @@ class AsyncClient:
         """Round-trip time to the hub in seconds (an application-level ping)."""
         self._check_open()
         future: asyncio.Future[float] = self.loop.create_future()
-        self._pings.append((time.perf_counter(), future))
-        await self._send(p.Ping())
-        return await future
+        entry = (time.perf_counter(), future)
+        self._pings.append(entry)
+        try:
+            await self._send(p.Ping())
+            return await future
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+        finally:
+            if entry in self._pings:
+                self._pings.remove(entry)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved here, whatever happened
 
     # ------------------------------------------------------------------ receive
     async def _read_loop(self) -> None:

@@ -137,3 +137,22 @@ def test_subscribe_timeout_leaves_no_subscription(unit: float) -> None:
         with pytest.raises(livenb.RemoteError):
             c.subscribe("b")
         assert c.stats()["subscriptions"] == 1
+
+
+def test_close_flushes_what_was_published(unit: float) -> None:
+    with livenb.serve(port=0) as h:
+        c = h.connect(batch_delay=60)
+        c.publish("T", {"x": 1})
+        c.close()
+        wait_until(lambda: h.stats()["records_in"] == 1, unit, "the flushed record")
+
+
+def test_ping_after_the_hub_closed_us_is_a_livenb_error(hub: Hub, unit: float) -> None:
+    c = livenb.connect(hub.url)  # no token: the hub closes at the first frame
+    try:
+        c.publish("T", {"x": 1})
+        with pytest.raises(livenb.LivenbError):
+            c.flush(timeout=unit)
+            c.ping(timeout=unit)
+    finally:
+        c.close()
