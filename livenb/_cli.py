@@ -131,8 +131,9 @@ def _connect(args: argparse.Namespace) -> Client:
     url: str = args.url or os.environ.get("LIVENB_URL") or DEFAULT_URL
     token: str | None = args.token or os.environ.get("LIVENB_TOKEN") or None
     timeout: float = args.timeout
+    reconnect = not getattr(args, "no_reconnect", False)
     try:
-        return connect(url, token, timeout=timeout, open_timeout=timeout)
+        return connect(url, token, timeout=timeout, open_timeout=timeout, reconnect=reconnect)
     except ValueError as exc:  # a malformed URL
         raise CliError(f"{exc} (set --url or LIVENB_URL)", EXIT_USAGE) from None
     except AuthenticationError:
@@ -149,7 +150,7 @@ def _connect(args: argparse.Namespace) -> Client:
 
 
 def _no_token_hint(args: argparse.Namespace) -> str:
-    """Without a token, a hub that requires one accepts the connection but closes it (4001)
+    """Without a token, a hub that requires one accepts the connection but closes it (4401)
     at the first message: say so next to whatever error that caused."""
     if args.token or os.environ.get("LIVENB_TOKEN"):
         return ""
@@ -746,6 +747,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub_p.add_argument(
         "-n", "--count", type=_positive_int, default=None, help="exit after N records"
+    )
+    sub_p.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="exit (code 1) when the connection is lost, instead of reconnecting and "
+        "resuming where it left off",
     )
     sub_p.add_argument(
         "--format",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
+import random
+import secrets
 import threading
 import time
 from collections import deque
@@ -27,7 +28,8 @@ from ._errors import (
     RecordTooLargeError,
     RemoteError,
 )
-from ._outbox import WAKE_NONE, WAKE_NOW, Outbox
+from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
+from ._outbox import PENDING_POLICY, WAKE_NONE, WAKE_NOW, Frame, Outbox
 from ._topics import check_pattern, check_topic, matches
 from ._window import DEFAULT_ROWS, WindowSpec, make_window
 
@@ -41,7 +43,10 @@ log = logging.getLogger("livenb.client")
 DEFAULT_BATCH_DELAY: Final = 0.005  # seconds a record may wait for batch-mates
 DEFAULT_BATCH_RECORDS: Final = 100
 DEFAULT_BATCH_BYTES: Final = 64 * 1024
-DEFAULT_MAX_PENDING: Final = 8 << 20  # bytes published but not yet sent
+DEFAULT_MAX_PENDING: Final = 8 << 20  # bytes published but not yet acknowledged
+DEFAULT_RECONNECT_DELAY: Final = 0.1  # first backoff step (seconds), doubled per attempt
+DEFAULT_RECONNECT_MAX_DELAY: Final = 5.0
+DEFAULT_HEALTHY_AFTER: Final = 5.0  # a connection this old resets the backoff
 DEFAULT_MAX_SIZE: Final = 16 << 20  # largest frame accepted from the hub
 # Largest encoded record we publish: a hub's default max_size (1 MiB) less the frame envelope.
 DEFAULT_MAX_RECORD: Final = (1 << 20) - 1024
@@ -63,6 +68,13 @@ class Record:
 
 
 RecordCallback = Callable[[Record], object]
+GapCallback = Callable[[p.Gap], object]
+GAP_UNANNOUNCED: Final = "unannounced"  # a seq jump the hub did not report (a bug somewhere)
+MAX_GAPS_KEPT: Final = 1000
+
+
+def _gap_dict(gap: p.Gap) -> dict[str, Any]:
+    return {"topic": gap.topic, "first": gap.first, "last": gap.last, "reason": gap.reason}
 
 
 def encode_records(records: Iterable[Any] | pd.DataFrame) -> list[bytes]:
@@ -106,7 +118,14 @@ class AsyncSubscription:
         self.unread_dropped = 0
         self.callback_errors = 0
         self.epoch: str | None = None
-        self.last_seq: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}  # per topic: the newest seq taken in (dedupe, resume)
+        self.gaps: deque[p.Gap] = deque(maxlen=MAX_GAPS_KEPT)  # the newest reported gaps
+        self.gap_count = 0
+        self.missed = 0  # records known to be lost in gaps (an epoch change adds an unknown)
+        self.duplicates = 0  # replayed records already taken in, skipped
+        self.resumes = 0
+        self.recovered: bool | None = None  # the last resume's answer from the hub
+        self._gap_callbacks: list[GapCallback] = []
         self.closed = False
         self._callbacks: list[RecordCallback] = [on_record] if on_record else []
         self._buffer = buffer
@@ -120,11 +139,48 @@ class AsyncSubscription:
         self.ready: asyncio.Future[None] = client.loop.create_future()
 
     # ------------------------------------------------------------------ data in
+    def _on_subscribed(self, message: p.Subscribed) -> None:
+        if self.epoch is not None and message.epoch != self.epoch:
+            self.last_seq.clear()  # a new hub epoch numbers every topic from 1 again
+        self.epoch = message.epoch
+        if message.recovered is not None:
+            self.resumes += 1
+            self.recovered = message.recovered
+        elif message.seq is not None:
+            self.last_seq.setdefault(message.topic, message.seq)
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def _on_gap(self, gap: p.Gap) -> None:
+        self.gaps.append(gap)
+        self.gap_count += 1
+        if gap.last is not None:
+            self.missed += gap.last - gap.first + 1
+            self.last_seq[gap.topic] = max(self.last_seq.get(gap.topic, 0), gap.last)
+        for callback in self._gap_callbacks:
+            try:
+                callback(gap)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("livenb: a gap callback for %r raised", self.pattern)
+
     def _deliver(self, message: p.Msg) -> None:
         records = message.records
         n = len(records)
         seq = message.seq
         topic = message.topic
+        last = self.last_seq.get(topic)
+        if last is not None and seq != last + 1:
+            if seq + n - 1 <= last:  # all seen before (a replay overlapping live data)
+                self.duplicates += n
+                return
+            if seq <= last:
+                skip = last - seq + 1
+                self.duplicates += skip
+                message = p.Msg(topic, last + 1, message.ts, records[skip:])
+                records, n, seq = message.records, n - skip, last + 1
+            else:  # never expected: the hub announces every gap; still, never a silent one
+                self._on_gap(p.Gap(topic, last + 1, seq - 1, GAP_UNANNOUNCED))
         if self._window is not None:
             self._window.ingest(topic, seq, message.ts, records)
         self.received += n
@@ -192,6 +248,11 @@ class AsyncSubscription:
         self._waiters = []
 
     # ------------------------------------------------------------------ API
+    def on_gap(self, callback: GapCallback) -> GapCallback:
+        """Call ``callback(gap)`` on the loop whenever records are known to be lost."""
+        self._gap_callbacks.append(callback)
+        return callback
+
     def on_record(self, callback: RecordCallback) -> RecordCallback:
         """Call ``callback(record)`` on the loop for every new record (usable as a decorator)."""
         self._callbacks.append(callback)
@@ -231,6 +292,8 @@ class AsyncSubscription:
             "livenb.epoch": self.epoch,
             "livenb.received": self.received,
             "livenb.type_changes": self.type_changes,
+            "livenb.gaps": [_gap_dict(g) for g in self.gaps],
+            "livenb.recovered": self.recovered,
         }
 
     @property
@@ -248,6 +311,12 @@ class AsyncSubscription:
             "unread_policy": UNREAD_POLICY,
             "type_changes": self.type_changes,
             "callback_errors": self.callback_errors,
+            "gaps": self.gap_count,
+            "missed": self.missed,
+            "duplicates": self.duplicates,
+            "resumes": self.resumes,
+            "recovered": self.recovered,
+            "epoch": self.epoch,
             "last_seq": dict(self.last_seq),
             "closed": self.closed,
         }
@@ -300,11 +369,19 @@ def pattern_has_wildcards(pattern: str) -> bool:
 
 
 class AsyncClient:
-    """A connection to a livenb hub on the running loop.
+    """A connection to a livenb hub on the running loop, which survives connection loss.
 
     Publishes are micro-batched per topic: a frame goes out when it holds ``batch_records``
     records or ``batch_bytes`` bytes, or ``batch_delay`` seconds after its first record, or on
-    :meth:`flush`. At most ``max_pending`` bytes wait to be sent; beyond that publishers wait.
+    :meth:`flush`. Every frame is acknowledged by the hub; at most ``max_pending`` bytes may be
+    published and not yet acknowledged (policy ``block``: publishers wait for room).
+
+    When the connection breaks, the client reconnects on its own (``reconnect=True``):
+    exponential backoff with full jitter from ``reconnect_delay`` up to
+    ``reconnect_max_delay``, reset once a connection stayed up ``healthy_after`` seconds. It
+    then resubscribes every subscription from its last seq (the hub replays what was missed,
+    or reports a gap) and resends every unacknowledged frame (the hub stores each once). A
+    close code in the do-not-reconnect range (wrong token, ...) ends the client instead.
     """
 
     def __init__(
@@ -319,13 +396,19 @@ class AsyncClient:
         max_size: int = DEFAULT_MAX_SIZE,
         max_record: int = DEFAULT_MAX_RECORD,
         open_timeout: float = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        reconnect: bool = True,
+        reconnect_delay: float = DEFAULT_RECONNECT_DELAY,
+        reconnect_max_delay: float = DEFAULT_RECONNECT_MAX_DELAY,
+        healthy_after: float = DEFAULT_HEALTHY_AFTER,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a hub URL starts with ws:// or wss:// (got {url!r})")
         if batch_delay < 0:
             raise ValueError("batch_delay must be >= 0")
+        if not 0 < reconnect_delay <= reconnect_max_delay:
+            raise ValueError("need 0 < reconnect_delay <= reconnect_max_delay")
         self.url = url
         self.token = token
         self.batch_delay = batch_delay
@@ -334,30 +417,43 @@ class AsyncClient:
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_max_delay = reconnect_max_delay
+        self.healthy_after = healthy_after
+        self.pid = secrets.token_hex(8)  # producer id: makes resent frames idempotent
         self.outbox = Outbox(
-            max_records=batch_records, max_bytes=batch_bytes, max_pending=max_pending
+            max_records=batch_records, max_bytes=batch_bytes, max_pending=max_pending, pid=self.pid
         )
         self._ws: ClientConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._session: list[asyncio.Task[None]] = []  # reader, flusher, keepalive
+        self._lost: asyncio.Future[BaseException | None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._session_started = 0.0
         self._kick = asyncio.Event()
         self._control_tail: asyncio.Task[None] | None = None
         self._flush_requested = False
         self._accepting = True  # False once close() began: no new records
-        self.records_flushed = 0  # records written to the socket
-        self._cycle: asyncio.Future[None] | None = None
+        self._unacked: deque[Frame] = deque()  # sent (or being sent), not yet acknowledged
+        self._ack_waiters: dict[int, asyncio.Future[int]] = {}  # frame id -> publish(ack=True)
+        self._settle_waiters: list[tuple[int, asyncio.Future[None]]] = []  # flush()
         self._subs: dict[str, list[AsyncSubscription]] = {}
         self._routes: dict[str, tuple[AsyncSubscription, ...]] = {}
-        self._acks: dict[p.RequestId, asyncio.Future[int]] = {}
         self._pings: deque[tuple[float, asyncio.Future[float]]] = deque()
-        self._ids = itertools.count(1)
         self._failure: BaseException | None = None
         self._closing = False
+        self._hub_ts: float | None = None  # the newest hub time seen (pattern resumes)
+        self._last_message = 0.0  # monotonic time of the last frame from the hub
         self.errors: deque[p.Err] = deque(maxlen=100)  # recent unsolicited errors from the hub
         self.frames_sent = 0
+        self.frames_resent = 0
+        self.records_settled = 0  # records the hub acknowledged (or refused with an error)
         self.records_received = 0
         self.unsent_dropped = 0
+        self.reconnects = 0
+        self.disconnects = 0
         self.latency: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -369,24 +465,43 @@ class AsyncClient:
 
     @property
     def connected(self) -> bool:
+        """True while a connection to the hub is open (False while reconnecting)."""
         return self._ws is not None and self._failure is None and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def last_message_age(self) -> float | None:
+        """Seconds since the last frame from the hub (None before the first)."""
+        return None if not self._last_message else time.monotonic() - self._last_message
 
     async def connect(self) -> Self:
         """Open the connection; raise AuthenticationError / HubUnreachableError on failure."""
-        if self._ws is not None:
+        if self._loop is not None:
             return self
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
+        try:
+            ws = await self._open()
+        except BaseException:
+            self._loop = None
+            raise
+        self._start_session(ws)
+        self._supervisor = asyncio.create_task(self._supervise(), name="livenb-client-supervisor")
+        return self
+
+    async def _open(self) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
-            self._ws = await connect(
+            return await connect(
                 self.url,
                 additional_headers=headers,
                 compression=None,
                 max_size=self.max_size,
                 open_timeout=self.open_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
+                ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
                 proxy=None,
                 user_agent_header="livenb",
             )
@@ -405,28 +520,97 @@ class AsyncClient:
                 f"cannot reach a livenb hub at {self.url} ({exc}); is it running? "
                 "(start one with livenb.serve() or `livenb serve`)"
             ) from None
-        self._cycle = self._loop.create_future()
-        self._tasks = [
-            asyncio.create_task(self._read_loop(), name="livenb-client-read"),
-            asyncio.create_task(self._flush_loop(), name="livenb-client-flush"),
+
+    def _start_session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._session_started = time.monotonic()
+        self._lost = self.loop.create_future()
+        liveness = Liveness()
+        self._session = [
+            asyncio.create_task(self._read_loop(ws, liveness), name="livenb-client-read"),
+            asyncio.create_task(self._flush_loop(ws), name="livenb-client-flush"),
         ]
-        return self
+        if self.ping_interval is not None and self.ping_timeout is not None:
+            self._session.append(
+                asyncio.create_task(
+                    keepalive(ws, liveness, self.ping_interval, self.ping_timeout, _no_op),
+                    name="livenb-client-keepalive",
+                )
+            )
+
+    def _lose(self, reason: BaseException | None) -> None:
+        """The current connection is over (first reason wins); the supervisor takes it from here."""
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(reason)
+
+    async def _end_session(self) -> None:
+        ws, self._ws = self._ws, None
+        tasks, self._session = self._session, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if ws is not None:
+            ws.transport.abort()
+        for _, future in self._pings:
+            if not future.done():
+                future.set_exception(ConnectionClosedError("the connection was lost"))
+                future.exception()
+        self._pings.clear()
+
+    async def _supervise(self) -> None:
+        """Reconnect after each loss, until closed or told not to."""
+        attempt = 0
+        while True:
+            assert self._lost is not None
+            reason = await self._lost
+            healthy = time.monotonic() - self._session_started >= self.healthy_after
+            await self._end_session()
+            if self._closing:
+                return
+            self.disconnects += 1
+            code = _close_code(reason)
+            if not self.reconnect or not p.should_reconnect(code):
+                self._fail(self._closed_error(reason))
+                return
+            if healthy:
+                attempt = 0
+            log.info("livenb: lost the connection to %s (%s); reconnecting", self.url, reason)
+            while True:
+                delay = min(self.reconnect_max_delay, self.reconnect_delay * 2**attempt)
+                attempt += 1
+                await asyncio.sleep(random.uniform(0, delay))  # full jitter
+                try:
+                    ws = await self._open()
+                except AuthenticationError as exc:
+                    self._fail(exc)
+                    return
+                except HubUnreachableError:
+                    continue
+                break
+            self.reconnects += 1
+            self._start_session(ws)
+            self._resubscribe()
 
     async def close(self) -> None:
-        """Flush what was published, then close the connection; idempotent."""
-        if self._ws is None or self._closing:
+        """Flush what was published (when connected), then close; idempotent."""
+        if self._loop is None or self._closing:
             return
         self._accepting = False
-        if self._failure is None:
+        if self.connected:
             with contextlib.suppress(LivenbError):
                 await self._flush()
         self._closing = True
-        await self._ws.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._supervisor
+        await self._end_session()
         self._fail(ConnectionClosedError("the client was closed"))
 
     async def __aenter__(self) -> Self:
@@ -438,30 +622,33 @@ class AsyncClient:
         await self.close()
 
     def __repr__(self) -> str:
-        state = "connected" if self.connected else "closed" if self._ws else "new"
+        if self.closed:
+            state = "closed"
+        elif self.connected:
+            state = "connected"
+        else:
+            state = "reconnecting" if self._loop is not None else "new"
         token = " token=***" if self.token else ""
         return f"<AsyncClient {self.url}{token} {state}>"
 
     # ------------------------------------------------------------------ publish
     def _check_open(self) -> None:
-        if not self._accepting and self._failure is None:
-            raise ConnectionClosedError("the client is closing; it takes no new records")
         if self._failure is not None:
             if isinstance(self._failure, LivenbError) and not isinstance(
                 self._failure, ConnectionClosedError
             ):
                 raise self._failure
             raise ConnectionClosedError(str(self._failure))
-        if self._ws is None:
+        if not self._accepting:
+            raise ConnectionClosedError("the client is closing; it takes no new records")
+        if self._loop is None:
             raise LivenbError("the client is not connected; await client.connect() first")
 
-    def enqueue(
-        self, topic: str, encoded: list[bytes], request_id: p.RequestId | None = None
-    ) -> int:
+    def enqueue(self, topic: str, encoded: list[bytes], *, seal: bool = False) -> tuple[int, int]:
         """Thread-safe: queue encoded records of a checked topic for sending (no waiting).
 
-        Returns the outbox's wake code (WAKE_NOW when a frame is complete). Raises
-        RecordTooLargeError (nothing queued) when a record exceeds ``max_record`` bytes."""
+        Returns the outbox's (wake code, frame id when sealed). Raises RecordTooLargeError
+        (nothing queued) when a record exceeds ``max_record`` bytes."""
         self._check_open()
         limit = self.max_record
         for record in encoded:
@@ -471,18 +658,18 @@ class AsyncClient:
                     "closes connections that send frames over its max_size, 1 MiB by default); "
                     "split it, or raise both limits together"
                 )
-        wake = self.outbox.add(topic, encoded, request_id)
+        wake, frame_id = self.outbox.add(topic, encoded, seal=seal)
         if wake != WAKE_NONE:
             if threading.get_ident() == self._thread_id:
                 self._kick.set()
             else:
                 self.loop.call_soon_threadsafe(self._kick.set)
-        return wake
+        return wake, frame_id
 
     async def publish(self, topic: str, record: Any, *, ack: bool = False) -> int | None:
-        """Publish one record to ``topic``. With ``ack=True`` wait until the hub has taken it
+        """Publish one record to ``topic``. With ``ack=True`` wait until the hub has stored it
         and return its seq; otherwise return None once it is queued (sent within
-        ``batch_delay``)."""
+        ``batch_delay``; waits only while ``max_pending`` bytes await acknowledgement)."""
         encoded = [p.encode_record(record)]
         return await self._publish(check_topic(topic), encoded, ack)
 
@@ -490,7 +677,7 @@ class AsyncClient:
         self, topic: str, records: Iterable[Any] | pd.DataFrame, *, ack: bool = False
     ) -> int | None:
         """Publish a list of records (or a DataFrame's rows) to ``topic`` in order.
-        With ``ack=True`` return the last record's seq once the hub has taken them all."""
+        With ``ack=True`` return the last record's seq once the hub has stored them all."""
         encoded = encode_records(records)
         check_topic(topic)
         if not encoded:
@@ -499,66 +686,74 @@ class AsyncClient:
 
     async def _publish(self, topic: str, encoded: list[bytes], ack: bool) -> int | None:
         if not ack:
-            if self.enqueue(topic, encoded) == WAKE_NOW:
+            wake, _ = self.enqueue(topic, encoded)
+            if wake == WAKE_NOW:
                 # A frame is complete: let the sender run, so a tight publish loop streams
                 # instead of holding everything (and the loop) until it ends.
                 await asyncio.sleep(0)
             if self.outbox.full():
                 await self.flush()
             return None
-        request_id = next(self._ids)
-        future: asyncio.Future[int] = self.loop.create_future()
-        self._acks[request_id] = future
+        _, frame_id = self.enqueue(topic, encoded, seal=True)
+        future = self._ack_waiters.get(frame_id)
+        if future is None:
+            future = self._ack_waiters[frame_id] = self.loop.create_future()
         try:
-            self.enqueue(topic, encoded, request_id)
-            return await future
+            return await asyncio.shield(future)
         finally:
-            self._acks.pop(request_id, None)
+            if future.done():
+                self._ack_waiters.pop(frame_id, None)
 
     async def flush(self) -> None:
-        """Send every record published before this call; return once they are written to the
-        socket (records published meanwhile, e.g. from other threads, do not delay it)."""
+        """Return once the hub has acknowledged every record published before this call
+        (records published meanwhile, e.g. from other threads, do not delay it)."""
         self._check_open()
         await self._flush()
 
     async def _flush(self) -> None:
         target = self.outbox.records_added
+        if self.records_settled >= target:
+            return
+        future: asyncio.Future[None] = self.loop.create_future()
+        entry = (target, future)
+        self._settle_waiters.append(entry)
+        self._flush_requested = True
+        self._kick.set()
         try:
-            while self.records_flushed < target:
-                if self._failure is not None:
-                    self._check_open()
-                assert self._cycle is not None
-                cycle = self._cycle
-                self._flush_requested = True
-                self._kick.set()
-                await asyncio.shield(cycle)
+            await future
         finally:
             self._flush_requested = False
+            if entry in self._settle_waiters:
+                self._settle_waiters.remove(entry)
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self, ws: ClientConnection) -> None:
         outbox = self.outbox
-        ws = self._ws
-        assert ws is not None
         try:
+            # After a reconnect: everything not acknowledged goes again, first and in order.
+            for frame in list(self._unacked):
+                await ws.send(frame.data, text=True)
+                self.frames_resent += 1
             while True:
-                await self._kick.wait()
-                self._kick.clear()
                 if not outbox.has_ready() and not self._flush_requested:
-                    await self._linger(outbox.oldest + self.batch_delay)
-                frames, payload, count = outbox.take()
+                    await self._kick.wait()
+                    self._kick.clear()
+                    if not outbox.has_ready() and not self._flush_requested:
+                        await self._linger(outbox.oldest + self.batch_delay)
+                frames = outbox.take()
+                if not frames:  # a flush found nothing more to send: acks will settle it
+                    self._flush_requested = False
+                    continue
+                self._unacked.extend(frames)
                 for frame in frames:
-                    await ws.send(frame, text=True)
+                    await ws.send(frame.data, text=True)
                 self.frames_sent += len(frames)
-                self.records_flushed += count
-                outbox.release(payload)
-                self._next_cycle()
         except ConnectionClosed as exc:
-            self._fail(self._closed_error(exc))
+            self._lose(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave publishers waiting on a dead sender
             log.exception("livenb: publisher failed")
-            self._fail(ConnectionClosedError(f"the publisher failed: {exc!r}"))
+            self._lose(exc)
 
     async def _linger(self, deadline: float) -> None:
         """Wait until ``deadline`` (monotonic) unless a batch fills or a flush is requested."""
@@ -573,10 +768,29 @@ class AsyncClient:
                 return
             self._kick.clear()
 
-    def _next_cycle(self) -> None:
-        cycle, self._cycle = self._cycle, self.loop.create_future()
-        if cycle is not None and not cycle.done():
-            cycle.set_result(None)
+    def _settle(self, frame_id: int, result: int | BaseException) -> None:
+        """Frames up to ``frame_id`` are acknowledged (the hub handles them in order)."""
+        unacked = self._unacked
+        released = 0
+        while unacked and unacked[0].id <= frame_id:
+            frame = unacked.popleft()
+            released += frame.payload
+            self.records_settled += frame.records
+        if released:
+            self.outbox.release(released)
+        future = self._ack_waiters.get(frame_id)
+        if future is None and isinstance(result, BaseException):
+            self._ack_waiters[frame_id] = future = self.loop.create_future()
+        if future is not None and not future.done():
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+                future.exception()  # the publisher may have given up waiting
+            else:
+                future.set_result(result)
+        if self._settle_waiters:
+            for target, waiter in self._settle_waiters:
+                if self.records_settled >= target and not waiter.done():
+                    waiter.set_result(None)
 
     # ------------------------------------------------------------------ subscribe
     def subscribe(
@@ -603,13 +817,35 @@ class AsyncClient:
         siblings.append(sub)
         self._routes.clear()
         if len(siblings) == 1:
-            self._send_soon(p.Sub(pattern))
+            if self.connected:
+                self._send_soon(p.Sub(pattern))
+            # else: the reconnect resubscribes it
         else:
             first = siblings[0]
             sub.epoch = first.epoch
+            sub.last_seq.update(first.last_seq)  # it starts where its sibling is now
             if first.ready.done() and first.ready.exception() is None:
                 sub.ready.set_result(None)
         return sub
+
+    def _resubscribe(self) -> None:
+        """After a reconnect: every subscription again, each from where it left off."""
+        for pattern, siblings in self._subs.items():
+            known = [s for s in siblings if s.epoch is not None]
+            if not known:
+                self._send_soon(p.Sub(pattern))
+                continue
+            epoch = known[0].epoch
+            assert epoch is not None
+            if pattern_has_wildcards(pattern):
+                seqs: dict[str, int] = {}
+                for sub in known:
+                    for topic, seq in sub.last_seq.items():
+                        seqs[topic] = min(seqs.get(topic, seq), seq)
+                position = p.Position(epoch, None, seqs, self._hub_ts)
+            else:
+                position = p.Position(epoch, min(s.last_seq.get(pattern, 0) for s in known))
+            self._send_soon(p.Sub(pattern, position))
 
     async def _release(self, sub: AsyncSubscription) -> None:
         siblings = self._subs.get(sub.pattern, [])
@@ -619,7 +855,7 @@ class AsyncClient:
         if not siblings:
             self._subs.pop(sub.pattern, None)
             if self.connected:
-                with contextlib.suppress(ConnectionClosed):
+                with contextlib.suppress(ConnectionClosed, ConnectionClosedError):
                     await asyncio.shield(self._send_soon(p.Unsub(sub.pattern)))
 
     def _send_soon(self, message: p.ClientMessage) -> asyncio.Task[None]:
@@ -638,8 +874,10 @@ class AsyncClient:
         return task
 
     async def _send(self, message: p.ClientMessage) -> None:
-        assert self._ws is not None
-        await self._ws.send(p.encode(message), text=True)
+        ws = self._ws
+        if ws is None:
+            raise ConnectionClosedError("not connected (reconnecting)")
+        await ws.send(p.encode(message), text=True)
 
     async def ping(self) -> float:
         """Round-trip time to the hub in seconds (an application-level ping)."""
@@ -659,12 +897,12 @@ class AsyncClient:
                 future.exception()  # retrieved here, whatever happened
 
     # ------------------------------------------------------------------ receive
-    async def _read_loop(self) -> None:
-        ws = self._ws
-        assert ws is not None
-        failure: BaseException | None = None
+    async def _read_loop(self, ws: ClientConnection, liveness: Liveness) -> None:
+        reason: BaseException | None = None
         try:
             async for frame in ws:
+                liveness.heard()
+                self._last_message = liveness.last_heard
                 try:
                     message = p.decode_hub(frame)
                 except ProtocolError as exc:
@@ -672,46 +910,56 @@ class AsyncClient:
                     continue
                 self._handle(message)
         except ConnectionClosed as exc:
-            failure = exc
+            reason = exc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("livenb: the reader failed")
-            failure = exc
-        self._fail(self._closed_error(failure))
+            reason = exc
+        if reason is None:  # the iterator ended: a clean close; keep its close code
+            reason = _closed_exception(ws)
+        self._lose(reason)
 
     def _closed_error(self, failure: BaseException | None) -> LivenbError:
-        if isinstance(failure, ConnectionClosed):
-            if failure.rcvd is not None and failure.rcvd.code == p.CLOSE_UNAUTHORIZED:
+        code = _close_code(failure)
+        if isinstance(failure, ConnectionClosed) and failure.rcvd is not None:
+            if code == p.CLOSE_UNAUTHORIZED:
                 return AuthenticationError(
                     f"the hub at {self.url} closed the connection: {failure.rcvd.reason} "
                     "(pass token=hub.token, or the token `livenb serve` printed)"
                 )
-            if failure.rcvd is not None and failure.rcvd.code == p.CLOSE_TOO_BIG:
+            if code == p.CLOSE_TOO_BIG:
                 return ConnectionClosedError(
                     f"the hub at {self.url} closed the connection because a frame was larger "
                     "than its max_size; lower batch_bytes or publish smaller records"
                 )
+        if isinstance(failure, LivenbError):
+            return failure
         detail = f": {failure}" if failure is not None else ""
         return ConnectionClosedError(f"the connection to {self.url} closed{detail}")
 
     def _handle(self, message: p.HubMessage) -> None:
         if type(message) is p.Msg:
             self.records_received += len(message.records)
+            self._hub_ts = message.ts
             subs = self._routes.get(message.topic)
             if subs is None:
                 subs = self._route(message.topic)
             for sub in subs:
                 sub._deliver(message)
-        elif type(message) is p.Subscribed:
-            for sub in self._subs.get(message.topic, ()):
-                sub.epoch = message.epoch
-                if not sub.ready.done():
-                    sub.ready.set_result(None)
         elif type(message) is p.Ack:
-            ack_future = self._acks.get(message.id)
-            if ack_future is not None and not ack_future.done():
-                ack_future.set_result(message.seq + message.count - 1)
+            if type(message.id) is int:
+                count = message.count
+                seq = message.seq + count - 1 if message.seq else 0
+                self._settle(message.id, seq)
+        elif type(message) is p.Subscribed:
+            if message.ts is not None:
+                self._hub_ts = message.ts
+            for sub in self._subs.get(message.topic, ()):
+                sub._on_subscribed(message)
+        elif type(message) is p.Gap:
+            for sub in self._route(message.topic):
+                sub._on_gap(message)
         elif type(message) is p.Err:
             self._on_error(message)
         elif type(message) is p.Pong and self._pings:
@@ -722,10 +970,12 @@ class AsyncClient:
 
     def _on_error(self, err: p.Err) -> None:
         error = RemoteError(err.code, err.message)
-        if err.id is not None and err.id in self._acks:
-            future = self._acks[err.id]
-            if not future.done():
-                future.set_exception(error)
+        if type(err.id) is int and any(f.id == err.id for f in self._unacked):
+            # A refused frame: settled (it will not be stored); its publisher learns why.
+            if err.id not in self._ack_waiters:
+                self.errors.append(err)
+                log.warning("livenb: the hub refused a publish (%s): %s", err.code, err.message)
+            self._settle(err.id, error)
             return
         pending = [
             sub for sub in self._subs.get(err.topic or "", ()) if not sub.ready.done()
@@ -749,20 +999,21 @@ class AsyncClient:
         return route
 
     def _fail(self, failure: BaseException) -> None:
+        """The client is over: fail everything that waits on it."""
         if self._failure is not None:
             return
         self._failure = failure
         self.unsent_dropped += self.outbox.discard()
-        for future in self._acks.values():
+        self.unsent_dropped += sum(frame.records for frame in self._unacked)
+        self._unacked.clear()
+        waiters: list[asyncio.Future[Any]] = [*self._ack_waiters.values()]
+        waiters += [waiter for _, waiter in self._settle_waiters]
+        waiters += [future for _, future in self._pings]
+        for future in waiters:
             if not future.done():
                 future.set_exception(failure)
-        for _, ping_future in self._pings:
-            if not ping_future.done():
-                ping_future.set_exception(failure)
+                future.exception()
         self._pings.clear()
-        if self._cycle is not None and not self._cycle.done():
-            self._cycle.set_exception(failure)
-            self._cycle.exception()
         closing = isinstance(failure, ConnectionClosedError) and self._closing
         for subs in self._subs.values():
             for sub in subs:
@@ -771,22 +1022,46 @@ class AsyncClient:
         self._routes.clear()
 
     def stats(self) -> dict[str, Any]:
+        subs = [s for group in self._subs.values() for s in group]
         return {
             "url": self.url,
             "connected": self.connected,
-            "records_sent": self.outbox.records_added,
+            "reconnects": self.reconnects,
+            "disconnects": self.disconnects,
+            "latency": self.latency,
+            "last_message_age": self.last_message_age,
+            "records_published": self.outbox.records_added,
+            "records_acked": self.records_settled,
             "frames_sent": self.frames_sent,
+            "frames_resent": self.frames_resent,
             "records_received": self.records_received,
             "pending_bytes": self.outbox.pending,
-            "unsent_dropped": self.unsent_dropped,
-            "subscriptions": sum(len(s) for s in self._subs.values()),
-            "latency": self.latency,
+            "pending_policy": PENDING_POLICY,
+            "unacked_frames": len(self._unacked),
+            "drops": self.unsent_dropped + sum(s.unread_dropped for s in subs),
+            "gaps": sum(s.gap_count for s in subs),
+            "subscriptions": len(subs),
             "errors": len(self.errors),
         }
+
+
+def _close_code(reason: BaseException | None) -> int | None:
+    if isinstance(reason, ConnectionClosed) and reason.rcvd is not None:
+        return reason.rcvd.code
+    return None
+
+
+def _closed_exception(ws: ClientConnection) -> ConnectionClosed:
+    """The ConnectionClosed of a connection whose frames ended (it carries the close code)."""
+    return ws.protocol.close_exc
+
+
+def _no_op() -> None:
+    pass
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
-        if not isinstance(exc, ConnectionClosed):
+        if not isinstance(exc, ConnectionClosed | ConnectionClosedError):
             log.warning("livenb: sending a control message failed: %r", exc)

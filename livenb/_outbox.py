@@ -1,26 +1,37 @@
 """The publisher's micro-batching outbox: per-topic batches of encoded records.
 
 Thread-safe: the blocking ``Client`` adds from the caller's thread while livenb's loop thread
-takes frames out and sends them. Bounded by ``max_pending`` bytes (added but not yet sent);
-callers check :meth:`Outbox.full` and wait for room.
+takes frames out and sends them. Every frame is numbered (1, 2, 3, ...) and carries the
+producer id, so the hub can acknowledge each one and store a resent frame only once.
+Bounded by ``max_pending`` bytes of records added and not yet acknowledged (policy
+``block``: publishers wait for room); callers check :meth:`Outbox.full`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
+from typing import Final, NamedTuple
 
-import orjson
+from ._protocol import pub_frame
 
-from ._protocol import RequestId, pub_frame
+PENDING_POLICY: Final = "block"
 
 # add() results: the flusher must be woken when a first record arrives (start the delay
-# timer) or when a batch is complete (send at once).
+# timer) or when a frame is complete (send at once).
 WAKE_NONE = 0
 WAKE_TIMER = 1
 WAKE_NOW = 2
+
+
+class Frame(NamedTuple):
+    """A sealed pub frame: its number, bytes, its records' bytes and its record count."""
+
+    id: int
+    data: bytes
+    payload: int
+    records: int
 
 
 @dataclass(slots=True)
@@ -33,18 +44,19 @@ class _Batch:
 class Outbox:
     """Pending records grouped per topic into frames of at most ``max_records`` / ``max_bytes``."""
 
-    def __init__(self, *, max_records: int, max_bytes: int, max_pending: int) -> None:
+    def __init__(self, *, max_records: int, max_bytes: int, max_pending: int, pid: str) -> None:
         if max_records < 1 or max_bytes < 1 or max_pending < 1:
             raise ValueError("batch limits must be positive")
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.max_pending = max_pending
+        self.pid = pid
         self.lock = threading.Lock()
         self.room = threading.Condition(self.lock)  # notified when pending bytes drop
         self._open: dict[str, _Batch] = {}  # topic -> batch still accepting records
-        # complete frames in publish order, with their records' bytes and count
-        self._ready: deque[tuple[bytes, int, int]] = deque()
-        self._pending = 0  # bytes added and not yet released by the sender
+        self._ready: list[Frame] = []  # sealed frames in publish order
+        self._pending = 0  # bytes added and not yet released (acknowledged)
+        self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record
         self.records_added = 0
 
@@ -55,15 +67,15 @@ class Outbox:
     def full(self) -> bool:
         return self._pending >= self.max_pending
 
-    def add(
-        self, topic: str, encoded: list[bytes], request_id: RequestId | None = None
-    ) -> int:
-        """Queue encoded records of ``topic``; with ``request_id``, the last one's frame asks
-        for an ack. Returns WAKE_NONE, WAKE_TIMER or WAKE_NOW. Caller holds no lock."""
+    def add(self, topic: str, encoded: list[bytes], *, seal: bool = False) -> tuple[int, int]:
+        """Queue encoded records of ``topic``. With ``seal``, the frame holding the last one is
+        sealed at once. Returns (wake code, number of the frame holding the last record, or
+        0 while that frame is still open)."""
         with self.lock:
             was_empty = not self._open and not self._ready
             batch = self._open.get(topic)
             wake = WAKE_NONE
+            last_id = 0
             for record in encoded:
                 if batch is None:
                     batch = self._open[topic] = _Batch()
@@ -78,33 +90,26 @@ class Outbox:
                 batch.payload += len(record)
                 self._pending += len(record)
                 if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
-                    self._seal(topic, batch)
+                    last_id = self._seal(topic, batch)
                     batch = None
                     wake = WAKE_NOW
+                else:
+                    last_id = 0
             self.records_added += len(encoded)
-            if request_id is not None:
-                if batch is not None:
-                    self._seal(topic, batch, request_id)
-                else:  # the last record's batch was just sealed; add the id to that frame
-                    frame, payload, count = self._ready[-1]
-                    tail = b',"id":' + orjson.dumps(request_id) + b"}"
-                    self._ready[-1] = (frame[:-1] + tail, payload, count)
+            if seal and batch is not None:
+                last_id = self._seal(topic, batch)
                 wake = WAKE_NOW
             if wake == WAKE_NONE and was_empty:
                 wake = WAKE_TIMER
-            return wake
+            return wake, last_id
 
-    def take(self) -> tuple[list[bytes], int, int]:
-        """Seal every open batch; return all frames, oldest first, their records' bytes (pass
-        that to :meth:`release` once they are sent) and their number of records."""
+    def take(self) -> list[Frame]:
+        """Seal every open batch and return all sealed frames, oldest first."""
         with self.lock:
             for topic, batch in list(self._open.items()):
                 self._seal(topic, batch)
-            frames = [frame for frame, _, _ in self._ready]
-            payload = sum(size for _, size, _ in self._ready)
-            count = sum(n for _, _, n in self._ready)
-            self._ready.clear()
-            return frames, payload, count
+            frames, self._ready = self._ready, []
+            return frames
 
     def has_ready(self) -> bool:
         return bool(self._ready)
@@ -113,23 +118,26 @@ class Outbox:
         return not self._open and not self._ready
 
     def release(self, nbytes: int) -> None:
-        """Count ``nbytes`` of records as sent and wake publishers waiting for room."""
+        """Count ``nbytes`` of records as acknowledged and wake publishers waiting for room."""
         with self.lock:
             self._pending = max(0, self._pending - nbytes)
             self.room.notify_all()
 
     def discard(self) -> int:
-        """Drop everything (the connection is gone); return the number of records dropped."""
+        """Drop everything not yet taken; return the number of records dropped."""
         with self.lock:
             dropped = sum(len(b.records) for b in self._open.values())
-            dropped += sum(count for _, _, count in self._ready)
+            dropped += sum(frame.records for frame in self._ready)
             self._open.clear()
             self._ready.clear()
             self._pending = 0
             self.room.notify_all()
             return dropped
 
-    def _seal(self, topic: str, batch: _Batch, request_id: RequestId | None = None) -> None:
+    def _seal(self, topic: str, batch: _Batch) -> int:
         del self._open[topic]
-        frame = pub_frame(topic, batch.records, request_id)
-        self._ready.append((frame, batch.payload, len(batch.records)))
+        frame_id = self._next_id
+        self._next_id += 1
+        data = pub_frame(topic, batch.records, frame_id, self.pid)
+        self._ready.append(Frame(frame_id, data, batch.payload, len(batch.records)))
+        return frame_id

@@ -40,11 +40,28 @@ ERROR_CODES: Final = (
 )
 
 # --- WebSocket close codes the hub uses ---
+# Application codes: 4000-4399 mean "reconnect (and resume)", 4400-4999 "do not reconnect".
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001  # the hub is shutting down; reconnect elsewhere or later
 CLOSE_TOO_BIG: Final = 1009  # a frame exceeded the hub's max_size
-CLOSE_UNAUTHORIZED: Final = 4001  # missing/wrong token in the first {"op":"auth"} message
-CLOSE_SLOW_CONSUMER: Final = 4008  # outgoing queue overflowed; retryable, resume from history
+CLOSE_SLOW_CONSUMER: Final = 4008  # outgoing queue overflowed; reconnect and resume
+CLOSE_UNAUTHORIZED: Final = 4401  # missing/wrong token in the first {"op":"auth"} message
+RECONNECT_CODES: Final = range(4000, 4400)
+FATAL_CODES: Final = range(4400, 5000)
+# Standard codes after which reconnecting would only repeat the failure.
+_FATAL_STANDARD: Final = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010})
+
+
+def should_reconnect(code: int | None) -> bool:
+    """Whether a client should reconnect after the hub closed with ``code`` (None: the
+    connection broke without a close frame)."""
+    if code is None:
+        return True
+    if code in FATAL_CODES:
+        return False
+    if code in RECONNECT_CODES:
+        return True
+    return code not in _FATAL_STANDARD
 
 RequestId: TypeAlias = "str | int"
 MAX_PID_LENGTH: Final = 64

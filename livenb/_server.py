@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
@@ -19,7 +20,10 @@ from websockets.http11 import Request, Response
 
 from . import _protocol as p
 from ._errors import LivenbError
+from ._history import DEFAULT_HISTORY, DEFAULT_HISTORY_TOTAL_BYTES, HistoryLimits
+from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._state import DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS, Close, HubCore, Send
+from ._topics import check_pattern
 
 log = logging.getLogger("livenb.hub")
 
@@ -102,8 +106,11 @@ class AsyncHub:
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        history: HistoryLimits = DEFAULT_HISTORY,
+        history_rules: Mapping[str, HistoryLimits] | None = None,
+        history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
     ) -> None:
@@ -120,7 +127,15 @@ class AsyncHub:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._core = HubCore(
-            token=self.token, max_topics=max_topics, max_subscriptions=max_subscriptions
+            token=self.token,
+            max_topics=max_topics,
+            max_subscriptions=max_subscriptions,
+            history=history,
+            history_rules=[
+                (check_pattern(pattern), limits)
+                for pattern, limits in (history_rules or {}).items()
+            ],
+            history_total_bytes=history_total_bytes,
         )
         self._server: Server | None = None
         self._peers: dict[int, _Peer] = {}
@@ -128,6 +143,7 @@ class AsyncHub:
         self._port: int | None = None
         self._started_at = 0.0
         self._slow_consumer_drops = 0
+        self._dead_peers = 0
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -144,8 +160,7 @@ class AsyncHub:
                 self._requested_port,
                 compression=None,
                 max_size=self.max_size,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
+                ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
                 process_request=self._process_request,
                 server_header=None,
                 logger=logging.getLogger("livenb.hub.websockets"),
@@ -219,6 +234,11 @@ class AsyncHub:
             "records_out": c.records_out,
             "errors": dict(c.errors),
             "drops": self._slow_consumer_drops,
+            "dead_peers": self._dead_peers,
+            "history_bytes": self._core.history_bytes,
+            "replayed_frames": c.replayed,
+            "gaps_reported": c.gaps,
+            "duplicates_dropped": self._core.producers.duplicates,
             "slow_consumer_policy": SLOW_CONSUMER_POLICY,
             # list() copies in one step, so stats() is safe to call from another thread
             "queued_frames": sum(len(peer.queue) for peer in list(self._peers.values())),
@@ -256,6 +276,13 @@ class AsyncHub:
         peer = _Peer(conn, ws, self.queue_frames, self.queue_bytes)
         self._peers[conn] = peer
         sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{conn}")
+        liveness = Liveness()
+        heartbeat = None
+        if self.ping_interval is not None and self.ping_timeout is not None:
+            heartbeat = asyncio.create_task(
+                keepalive(ws, liveness, self.ping_interval, self.ping_timeout, self._dead_peer),
+                name=f"livenb-hub-keepalive-{conn}",
+            )
         try:
             if not has_header and self.token is not None:
                 try:
@@ -265,15 +292,18 @@ class AsyncHub:
                     await ws.close(p.CLOSE_UNAUTHORIZED, "no auth message in time")
                     return
             async for frame in ws:
+                liveness.heard()
                 await self._receive(conn, frame)
         except ConnectionClosed:
             pass
         finally:
             core.close(conn)
             del self._peers[conn]
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in (sender, heartbeat):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _receive(self, conn: int, frame: str | bytes) -> None:
         if type(frame) is str:
@@ -292,6 +322,10 @@ class AsyncHub:
                 peer = self._peers.get(action.conn)
                 if peer is not None:
                     await self._close_peer(peer, action.code, action.reason)
+
+    def _dead_peer(self) -> None:
+        self._dead_peers += 1
+        log.warning("livenb hub: a peer stopped answering pings; connection aborted")
 
     def _slow_consumer(self, peer: _Peer) -> None:
         self._slow_consumer_drops += 1

@@ -180,7 +180,7 @@ class Client:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         with outbox.room:
-            while outbox.full() and self.aio.connected:
+            while outbox.full() and not self.aio.closed:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise LivenbTimeoutError(

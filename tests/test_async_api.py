@@ -160,7 +160,7 @@ async def test_subscription_to_invalid_pattern_raises_locally(aclient: AsyncClie
 
 async def test_hub_close_ends_subscriptions(unit: float) -> None:
     hub = await AsyncHub(port=0).start()
-    client = await AsyncClient(hub.url, hub.token).connect()
+    client = await AsyncClient(hub.url, hub.token, reconnect=False).connect()
     sub = client.subscribe("t")
     await sub.wait_ready()
     await hub.close()

@@ -125,7 +125,7 @@ async def test_flood_of_garbage_does_not_disturb_others(ahub: AsyncHub, raw: Cli
             assert (await reply(raw, unit))["op"] == "err"
 
 
-async def test_frame_without_auth_is_closed_4001_with_no_data(ahub: AsyncHub, unit: float) -> None:
+async def test_frame_without_auth_is_closed_4401_with_no_data(ahub: AsyncHub, unit: float) -> None:
     async with AsyncClient(ahub.url, ahub.token) as c:
         await c.publish("secret", {"x": 1}, ack=True)
     async with connect(ahub.url) as ws:

@@ -209,7 +209,7 @@ def test_sub_exits_quietly_on_ctrl_c(
 def test_sub_reports_when_the_hub_goes_away(
     start: Callable[..., Proc], hub: livenb.Hub, unit: float
 ) -> None:
-    sub = start("sub", "T", env=hub_env(hub))
+    sub = start("sub", "T", "--no-reconnect", env=hub_env(hub))
     sub.wait_line("err", lambda s: "subscribed to T" in s, 4 * unit)
     hub.close()
     code, _, err = sub.finish(4 * unit)
