@@ -1,0 +1,187 @@
+"""No silent loss across faults: cut connections, lost acks, killed hubs.
+
+Each test is bounded in time and runs on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+
+import pytest
+
+from livenb import AsyncClient, AsyncHub, Record
+from livenb import _protocol as p
+from livenb._state import GAP_EPOCH_CHANGED
+
+from .faults import DOWN, FaultProxy, HubProcess, free_port
+from .helpers import until
+
+SOAK_SECONDS = float(os.environ.get("LIVENB_SOAK_SECONDS", "30"))
+
+
+async def test_resume_replays_what_a_cut_connection_missed(unit: float) -> None:
+    async with AsyncHub(port=0) as hub, FaultProxy(("127.0.0.1", hub.port)) as proxy:
+        sub_client = AsyncClient(proxy.url, hub.token, reconnect_delay=0.01, reconnect_max_delay=0.05)
+        async with sub_client, AsyncClient(hub.url, hub.token) as pub:
+            sub = sub_client.subscribe("t", window=1000)
+            await sub.wait_ready()
+            await pub.publish_many("t", list(range(10)), ack=True)
+            await asyncio.wait_for(sub.wait(10), unit)
+            proxy.cut()
+            await pub.publish_many("t", list(range(10, 30)), ack=True)  # while it is away
+            await asyncio.wait_for(sub.wait(30), 2 * unit)
+            assert sub.frame["value"].tolist() == list(range(30))
+            assert sub.frame["seq"].tolist() == list(range(1, 31))
+            assert sub.resumes == 1 and sub.recovered is True and sub.gap_count == 0
+            assert sub_client.reconnects == 1
+
+
+async def test_resume_beyond_history_reports_a_gap(unit: float) -> None:
+    from livenb._history import HistoryLimits
+
+    async with AsyncHub(port=0, history=HistoryLimits(records=5)) as hub, FaultProxy(
+        ("127.0.0.1", hub.port)
+    ) as proxy:
+        gaps: list[p.Gap] = []
+        async with AsyncClient(
+            proxy.url, hub.token, reconnect_delay=0.01, reconnect_max_delay=0.05
+        ) as c, AsyncClient(hub.url, hub.token) as pub:
+            sub = c.subscribe("t")
+            sub.on_gap(gaps.append)
+            await sub.wait_ready()
+            await pub.publish("t", 0, ack=True)
+            await asyncio.wait_for(sub.wait(1), unit)
+            hub_address = proxy.target
+            proxy.target = ("127.0.0.1", free_port())  # nothing listens: reconnects fail
+            proxy.cut()
+            for i in range(1, 21):
+                await pub.publish("t", i, ack=True)
+            proxy.target = hub_address
+            await asyncio.wait_for(sub.wait(6), 2 * unit)
+            await until(lambda: sub.resumes == 1, unit, "the resume")
+            assert sub.recovered is False
+            assert [(g.first, g.last, g.reason) for g in gaps] == [(2, 16, "history_exceeded")]
+            assert sub.frame["seq"].tolist() == [1, 17, 18, 19, 20, 21]
+            assert sub.frame.attrs["livenb.gaps"][0]["first"] == 2
+            assert sub.missed == 15
+
+
+async def test_lost_ack_retry_is_stored_exactly_once(unit: float) -> None:
+    async with AsyncHub(port=0) as hub, FaultProxy(("127.0.0.1", hub.port)) as proxy:
+        async with AsyncClient(hub.url, hub.token) as watcher, AsyncClient(
+            proxy.url, hub.token, reconnect_delay=0.01
+        ) as pub:
+            sub = watcher.subscribe("once")
+            await sub.wait_ready()
+            proxy.faults.blackhole.add(DOWN)  # the hub's acks vanish
+            publishing = asyncio.create_task(pub.publish("once", {"n": 1}, ack=True))
+            await asyncio.wait_for(sub.wait(1), unit)  # stored by the hub ...
+            assert not publishing.done()  # ... but the publisher never heard
+            proxy.faults.blackhole.clear()
+            proxy.cut()  # the publisher reconnects and sends the frame again
+            assert await asyncio.wait_for(publishing, 2 * unit) == 1
+            assert pub.frames_resent >= 1
+            await pub.publish("once", {"n": 2}, ack=True)
+            await asyncio.wait_for(sub.wait(2), unit)
+            assert sub.frame["n"].tolist() == [1, 2]  # the retry was not stored again
+            assert hub.stats()["duplicates_dropped"] == 1
+            assert hub.stats()["records_in"] == 2
+
+
+async def test_cuts_every_few_seconds_lose_nothing(unit: float) -> None:
+    """A proxy cuts the subscriber every 2-5 s while ~5,000 records/s are published."""
+    rng = random.Random(7)
+    rate, tick = 5000, 0.02
+    per_tick = int(rate * tick)
+    async with AsyncHub(port=0) as hub, FaultProxy(("127.0.0.1", hub.port)) as proxy:
+        total_expected = int(SOAK_SECONDS * rate) + per_tick
+        sub_client = AsyncClient(proxy.url, hub.token, reconnect_delay=0.02, reconnect_max_delay=0.2)
+        async with sub_client, AsyncClient(hub.url, hub.token) as pub:
+            sub = sub_client.subscribe("soak", window=total_expected)
+            await sub.wait_ready()
+            start = time.monotonic()
+            next_cut = start + rng.uniform(2, 5)
+            sent = 0
+            cuts = 0
+            while time.monotonic() - start < SOAK_SECONDS:
+                await pub.publish_many("soak", [{"i": sent + k} for k in range(per_tick)])
+                sent += per_tick
+                if time.monotonic() >= next_cut:
+                    cuts += proxy.cut()
+                    next_cut = time.monotonic() + rng.uniform(2, 5)
+                await asyncio.sleep(tick)
+            await pub.flush()
+            await asyncio.wait_for(sub.wait(sent), 4 * unit)
+            frame = sub.frame
+            assert cuts >= int(SOAK_SECONDS / 5)
+            assert len(frame) == sent
+            assert frame["seq"].tolist() == list(range(1, sent + 1))  # each once, in order
+            assert frame["i"].tolist() == list(range(sent))
+            assert sub.resumes == sub_client.reconnects >= cuts
+            assert sub.gap_count == 0 and sub.recovered is True  # every resume recovered
+            print(f"\nsoak: {sent} records, {cuts} cuts, {sub.duplicates} duplicate records skipped")
+
+
+@pytest.mark.timeout(180)
+async def test_killed_memory_hub_restarts_leave_no_silent_gap(unit: float) -> None:
+    """A memory-only hub is SIGKILLed and restarted 10 times under a steady publisher:
+    every restart is reported as an epoch change, and every missing seq lies in a gap."""
+    token = "kill-test-token"
+    hub = HubProcess(token=token)
+    epochs = [hub.epoch]
+    received: dict[str, list[int]] = {}
+    gaps: list[tuple[str | None, p.Gap]] = []
+    async with FaultProxy(("127.0.0.1", hub.port)) as proxy:
+        sub_client = AsyncClient(proxy.url, token, reconnect_delay=0.02, reconnect_max_delay=0.2)
+        pub = AsyncClient(proxy.url, token, reconnect_delay=0.02, reconnect_max_delay=0.2)
+        try:
+            await sub_client.connect()
+            await pub.connect()
+
+            def on_record(record: Record) -> None:
+                received.setdefault(sub.epoch or "", []).append(record.seq)
+
+            sub = sub_client.subscribe("k", window=None, on_record=on_record)
+            sub.on_gap(lambda gap: gaps.append((sub.epoch, gap)))
+            await sub.wait_ready()
+
+            async def publish_steadily() -> None:
+                i = 0
+                while True:
+                    await pub.publish_many("k", [{"i": i + k} for k in range(20)])
+                    i += 20
+                    await asyncio.sleep(0.01)
+
+            publisher = asyncio.create_task(publish_steadily())
+            try:
+                for _ in range(10):
+                    current = epochs[-1]
+                    await until(lambda e=current: len(received.get(e, ())) >= 50, 4 * unit, "records")
+                    await asyncio.sleep(random.uniform(0, 0.3))  # a random point mid-stream
+                    hub.kill()
+                    hub.close()
+                    hub = HubProcess(token=token)
+                    epochs.append(hub.epoch)
+                    proxy.target = ("127.0.0.1", hub.port)
+                    proxy.cut()
+                await until(lambda: len(received.get(epochs[-1], ())) >= 50, 4 * unit, "records")
+            finally:
+                publisher.cancel()
+        finally:
+            await sub_client.close()
+            await pub.close()
+            hub.close()
+    epoch_changes = [g for _, g in gaps if g.reason == GAP_EPOCH_CHANGED]
+    assert len(epoch_changes) == 10  # every restart detected
+    for epoch in epochs:
+        seqs = received.get(epoch, [])
+        covered = set(seqs)
+        for gap_epoch, gap in gaps:
+            if gap_epoch == epoch and gap.last is not None:
+                covered.update(range(gap.first, gap.last + 1))
+        assert seqs == sorted(set(seqs)), "duplicates or disorder within an epoch"
+        top = max(covered, default=0)
+        assert covered == set(range(1, top + 1)), f"a silent gap in epoch {epoch}"
