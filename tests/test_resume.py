@@ -70,25 +70,27 @@ async def test_resume_beyond_history_reports_a_gap(unit: float) -> None:
 
 
 async def test_lost_ack_retry_is_stored_exactly_once(unit: float) -> None:
-    async with AsyncHub(port=0) as hub, FaultProxy(("127.0.0.1", hub.port)) as proxy:
-        async with AsyncClient(hub.url, hub.token) as watcher, AsyncClient(
-            proxy.url, hub.token, reconnect_delay=0.01
-        ) as pub:
-            sub = watcher.subscribe("once")
-            await sub.wait_ready()
-            proxy.faults.blackhole.add(DOWN)  # the hub's acks vanish
-            publishing = asyncio.create_task(pub.publish("once", {"n": 1}, ack=True))
-            await asyncio.wait_for(sub.wait(1), unit)  # stored by the hub ...
-            assert not publishing.done()  # ... but the publisher never heard
-            proxy.faults.blackhole.clear()
-            proxy.cut()  # the publisher reconnects and sends the frame again
-            assert await asyncio.wait_for(publishing, 2 * unit) == 1
-            assert pub.frames_resent >= 1
-            await pub.publish("once", {"n": 2}, ack=True)
-            await asyncio.wait_for(sub.wait(2), unit)
-            assert sub.frame["n"].tolist() == [1, 2]  # the retry was not stored again
-            assert hub.stats()["duplicates_dropped"] == 1
-            assert hub.stats()["records_in"] == 2
+    async with (
+        AsyncHub(port=0) as hub,
+        FaultProxy(("127.0.0.1", hub.port)) as proxy,
+        AsyncClient(hub.url, hub.token) as watcher,
+        AsyncClient(proxy.url, hub.token, reconnect_delay=0.01) as pub,
+    ):
+        sub = watcher.subscribe("once")
+        await sub.wait_ready()
+        proxy.faults.blackhole.add(DOWN)  # the hub's acks vanish
+        publishing = asyncio.create_task(pub.publish("once", {"n": 1}, ack=True))
+        await asyncio.wait_for(sub.wait(1), unit)  # stored by the hub ...
+        assert not publishing.done()  # ... but the publisher never heard
+        proxy.faults.blackhole.clear()
+        proxy.cut()  # the publisher reconnects and sends the frame again
+        assert await asyncio.wait_for(publishing, 2 * unit) == 1
+        assert pub.frames_resent >= 1
+        await pub.publish("once", {"n": 2}, ack=True)
+        await asyncio.wait_for(sub.wait(2), unit)
+        assert sub.frame["n"].tolist() == [1, 2]  # the retry was not stored again
+        assert hub.stats()["duplicates_dropped"] == 1
+        assert hub.stats()["records_in"] == 2
 
 
 async def test_cuts_every_few_seconds_lose_nothing(unit: float) -> None:
