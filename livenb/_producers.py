@@ -51,6 +51,10 @@ class ProducerTable:
                 return seq, count
         return 0, 0
 
+    def restore(self, pid: str, highest: int) -> None:
+        """From a journal: ``pid`` stored frames up to ``highest`` (their acks are unknown)."""
+        self.stored(pid, highest, 0, 0)
+
     def stored(self, pid: str, frame_id: int, seq: int, count: int) -> None:
         """Record that frame ``frame_id`` of ``pid`` was stored as seqs ``seq``.."""
         producer = self._producers.get(pid)

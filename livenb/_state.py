@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -46,6 +46,23 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Persist:
+    """A published batch to make durable; once it is, call :meth:`HubCore.commit`.
+
+    ``dup_count`` > 0 marks a barrier for a retried frame: no records, only its ack (sent
+    after everything before it is durable)."""
+
+    conn: int
+    topic: str
+    first: int
+    ts: float
+    records: list[Any]
+    request_id: p.RequestId | None
+    pid: str | None
+    dup_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close connection ``conn`` with WebSocket close ``code`` and ``reason``."""
 
@@ -54,7 +71,7 @@ class Close:
     reason: str
 
 
-Action = Send | Close
+Action = Send | Close | Persist
 
 
 @dataclass(slots=True)
@@ -93,6 +110,7 @@ class HubCore:
         history: HistoryLimits = DEFAULT_HISTORY,
         history_rules: Iterable[tuple[str, HistoryLimits]] = (),
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
+        journaled: bool = False,
     ) -> None:
         self.epoch: Final = epoch or secrets.token_hex(8)
         self._token = token
@@ -101,6 +119,8 @@ class HubCore:
         self.counters = HubCounters()
         self._connections: dict[int, _Connection] = {}
         self._seq: dict[str, int] = {}  # topic -> last assigned seq
+        self._committed: dict[str, int] = {}  # topic -> last durable (delivered) seq
+        self.journaled = journaled
         self._exact: dict[str, set[int]] = {}  # topic -> subscribed connections
         self._patterns: dict[str, set[int]] = {}  # wildcard pattern -> connections
         self._routes: dict[str, tuple[int, ...]] = {}  # cache: topic -> receivers
@@ -147,8 +167,8 @@ class HubCore:
         return sum(len(c.patterns) for c in list(self._connections.values()))
 
     def last_seq(self, topic: str) -> int:
-        """The last seq assigned on ``topic`` (0 when nothing was published yet)."""
-        return self._seq.get(topic, 0)
+        """The last committed seq of ``topic`` (0 when nothing was published yet)."""
+        return self._committed.get(topic, 0)
 
     # ------------------------------------------------------------------ receive / drain
     def receive(self, conn: int, frame: str | bytes, now: float) -> None:
@@ -211,8 +231,13 @@ class HubCore:
             known = self.producers.seen(pid, message.id)  # type: ignore[arg-type]
             if known is not None:  # a retry of a stored frame: acknowledge, do not store
                 seq, count = known
-                ack = p.Ack(message.id, seq, count or len(message.records), True)  # type: ignore[arg-type]
-                self._out.append(Send((conn,), p.encode(ack)))
+                dup = Persist(
+                    conn, topic, seq, now, [], message.id, pid, count or len(message.records)
+                )
+                if self.journaled:
+                    self._out.append(dup)  # acked only after what it duplicates is durable
+                else:
+                    self.commit(dup, now)
                 return
         last = self._seq.get(topic)
         if last is None:
@@ -231,6 +256,30 @@ class HubCore:
         first = last + 1
         self._seq[topic] = last + n
         self.counters.records_in += n
+        if pid is not None:
+            self.producers.stored(pid, message.id, first, n)  # type: ignore[arg-type]
+        batch = Persist(conn, topic, first, now, records, message.id, pid)
+        if self.journaled:
+            self._out.append(batch)  # delivered and acknowledged once it is on disk
+        else:
+            self.commit(batch, now)
+
+    def commit(self, batch: Persist, now: float) -> None:
+        """``batch`` is durable (or needs no journal): store it in the history, deliver it to
+        the current subscribers, and acknowledge it."""
+        conn, topic, first, ts, records = (
+            batch.conn,
+            batch.topic,
+            batch.first,
+            batch.ts,
+            batch.records,
+        )
+        if batch.dup_count:  # a retry: only its ack, marked as a duplicate
+            ack = p.Ack(batch.request_id, first, batch.dup_count, True)  # type: ignore[arg-type]
+            self._out.append(Send((conn,), p.encode(ack)))
+            return
+        n = len(records)
+        self._committed[topic] = first + n - 1
         receivers = self._routes.get(topic)
         if receivers is None:
             receivers = self._route(topic)
@@ -240,16 +289,23 @@ class HubCore:
                 limits_for(topic, self.history, self.history_rules)
             )
         if receivers or history.limits.records:
-            frame = p.encode_msg_frame(topic, first, now, records)
-            self._remember(history, Batch(first, now, records, frame), now)
+            frame = p.encode_msg_frame(topic, first, ts, records)
+            self._remember(history, Batch(first, ts, records, frame), now)
             if receivers:
                 self._out.append(Send(receivers, frame, n))
                 self.counters.frames_out += len(receivers)
                 self.counters.records_out += n * len(receivers)
-        if pid is not None:
-            self.producers.stored(pid, message.id, first, n)  # type: ignore[arg-type]
-        if message.id is not None:
-            self._out.append(Send((conn,), p.encode(p.Ack(message.id, first, n))))
+        if batch.request_id is not None and conn in self._connections:
+            self._out.append(Send((conn,), p.encode(p.Ack(batch.request_id, first, n))))
+
+    def restore(self, topic: str, last: int, batches: Iterable[Batch], now: float) -> None:
+        """Startup from a journal: ``topic`` was at seq ``last``, with these recent batches."""
+        self._seq[topic] = self._committed[topic] = last
+        history = self._histories[topic] = TopicHistory(
+            limits_for(topic, self.history, self.history_rules)
+        )
+        for batch in batches:
+            self._remember(history, batch, now)
 
     def _remember(self, history: TopicHistory, batch: Batch, now: float) -> None:
         before = history.bytes
@@ -286,7 +342,7 @@ class HubCore:
             table = self._patterns if is_pattern(pattern) else self._exact
             table.setdefault(pattern, set()).add(conn)
             self._routes.clear()  # subscriptions change rarely; publishes are the hot path
-        seq = None if is_pattern(pattern) else self._seq.get(pattern, 0)
+        seq = None if is_pattern(pattern) else self._committed.get(pattern, 0)
         if since is None:
             self._out.append(Send((conn,), p.encode(p.Subscribed(pattern, self.epoch, seq))))
             return
@@ -295,7 +351,7 @@ class HubCore:
         gaps: list[p.Gap] = []
         frames: list[bytes] = []
         if is_pattern(pattern):
-            for topic in sorted(t for t in self._seq if matches(pattern, t)):
+            for topic in sorted(t for t in self._committed if matches(pattern, t)):
                 known = None if since.topics is None else since.topics.get(topic)
                 if known is not None or since.epoch != self.epoch:
                     self._resume(topic, known or 0, since.epoch, now, gaps, frames)
@@ -319,7 +375,7 @@ class HubCore:
         frames: list[bytes],
     ) -> None:
         """Replay ``topic`` after seq ``seen`` of ``epoch``; report what cannot be replayed."""
-        last = self._seq.get(topic, 0)
+        last = self._committed.get(topic, 0)
         history = self._histories.get(topic)
         if history is not None:
             self.history_bytes -= history.trim(now)
@@ -345,7 +401,7 @@ class HubCore:
             return
         self.history_bytes -= history.trim(now)
         batches = list(history.newer_than(ts))
-        first_kept = history.first_seq(self._seq.get(topic, 0))
+        first_kept = history.first_seq(self._committed.get(topic, 0))
         if len(batches) == len(history) and first_kept > 1:
             # Everything retained is newer than ts; older records after ts may be evicted.
             oldest = history.oldest_ts()
