@@ -30,6 +30,8 @@ from ._errors import (
     RemoteError,
     SerializationError,
 )
+from ._history import HistoryLimits
+from ._protocol import Gap
 from ._server import AsyncHub
 from ._sync import Client, Hub, Subscription, connect, serve
 from ._window import Window
@@ -43,6 +45,8 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "ConnectionClosedError",
+    "Gap",
+    "HistoryLimits",
     "Hub",
     "HubUnreachableError",
     "InvalidTopicError",

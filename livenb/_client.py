@@ -958,7 +958,14 @@ class AsyncClient:
             for sub in self._subs.get(message.topic, ()):
                 sub._on_subscribed(message)
         elif type(message) is p.Gap:
-            for sub in self._route(message.topic):
+            # A resume's gap concerns the subscriptions of that pattern only; any other gap
+            # (e.g. a slow-consumer drop) every local subscription that matches the topic.
+            targets = (
+                self._subs.get(message.sub, ())
+                if message.sub is not None
+                else self._route(message.topic)
+            )
+            for sub in targets:
                 sub._on_gap(message)
         elif type(message) is p.Err:
             self._on_error(message)

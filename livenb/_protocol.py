@@ -170,6 +170,7 @@ class Gap:
     first: int
     last: int | None
     reason: str
+    sub: str | None = None  # in a resume: the subscription (topic or pattern) it answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +360,8 @@ def decode_hub(frame: str | bytes) -> HubMessage:
         )
     if op == "gap":
         last = None if f.obj.get("last") is None else f.int_("last")
-        return Gap(f.topic(), f.int_("first"), last, f.str_("reason"))
+        sub = None if f.obj.get("sub") is None else f.topic("sub", pattern=True)
+        return Gap(f.topic(), f.int_("first"), last, f.str_("reason"), sub)
     return Pong()
 
 
@@ -427,8 +429,11 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
             if topic is not None:
                 obj["topic"] = topic
             return obj
-        case Gap(topic, first, last, reason):
-            return {"op": "gap", "topic": topic, "first": first, "last": last, "reason": reason}
+        case Gap(topic, first, last, reason, sub):
+            obj = {"op": "gap", "topic": topic, "first": first, "last": last, "reason": reason}
+            if sub is not None:
+                obj["sub"] = sub
+            return obj
     raise TypeError(f"not a protocol message: {message!r}")  # pragma: no cover
 
 

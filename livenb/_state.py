@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import orjson
@@ -43,6 +43,7 @@ class Send:
     targets: tuple[int, ...]
     frame: bytes
     records: int = 0
+    replay: bool = False  # a frame of a resume's replay (shared with the history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Persist:
     request_id: p.RequestId | None
     pid: str | None
     dup_count: int = 0
+    frame: bytes = b""  # the encoded msg frame (empty for a duplicate's barrier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +256,16 @@ class HubCore:
         records = message.records
         n = len(records)
         first = last + 1
+        try:  # encoded once, before anything is stored: what cannot be relayed is refused
+            frame = p.encode_msg_frame(topic, first, now, records)
+        except TypeError as exc:  # orjson: nested deeper than it encodes (254 levels)
+            self._error(conn, p.BAD_FIELD, f"a record cannot be relayed: {exc}", message.id, topic)
+            return
         self._seq[topic] = last + n
         self.counters.records_in += n
         if pid is not None:
             self.producers.stored(pid, message.id, first, n)  # type: ignore[arg-type]
-        batch = Persist(conn, topic, first, now, records, message.id, pid)
+        batch = Persist(conn, topic, first, now, records, message.id, pid, 0, frame)
         if self.journaled:
             self._out.append(batch)  # delivered and acknowledged once it is on disk
         else:
@@ -289,7 +296,7 @@ class HubCore:
                 limits_for(topic, self.history, self.history_rules)
             )
         if receivers or history.limits.records:
-            frame = p.encode_msg_frame(topic, first, ts, records)
+            frame = batch.frame
             self._remember(history, Batch(first, ts, records, frame), now)
             if receivers:
                 self._out.append(Send(receivers, frame, n))
@@ -344,24 +351,37 @@ class HubCore:
             self._routes.clear()  # subscriptions change rarely; publishes are the hot path
         seq = None if is_pattern(pattern) else self._committed.get(pattern, 0)
         if since is None:
-            self._out.append(Send((conn,), p.encode(p.Subscribed(pattern, self.epoch, seq))))
+            reply = p.Subscribed(pattern, self.epoch, seq, None, now)
+            self._out.append(Send((conn,), p.encode(reply)))
             return
         # The subscription is registered before the replay is queued, and nothing else runs
         # in between, so live records follow the replay with no gap and no overlap.
         gaps: list[p.Gap] = []
         frames: list[bytes] = []
         if is_pattern(pattern):
-            for topic in sorted(t for t in self._committed if matches(pattern, t)):
-                known = None if since.topics is None else since.topics.get(topic)
-                if known is not None or since.epoch != self.epoch:
-                    self._resume(topic, known or 0, since.epoch, now, gaps, frames)
-                elif since.ts is not None:
-                    self._resume_newer(topic, since.ts, now, gaps, frames)
+            seen = {t: n for t, n in (since.topics or {}).items() if matches(pattern, t)}
+            if since.epoch != self.epoch:
+                # Every topic the subscriber knew lost its tail with the old epoch; every
+                # topic of this epoch is news to it (all of it came after the restart).
+                for topic, last_seen in sorted(seen.items()):
+                    gaps.append(p.Gap(topic, last_seen + 1, None, GAP_EPOCH_CHANGED))
+                for topic in sorted(t for t in self._committed if matches(pattern, t)):
+                    self._resume(topic, 0, self.epoch, now, gaps, frames)
+            else:
+                for topic in sorted(t for t in self._committed if matches(pattern, t)):
+                    if topic in seen:
+                        self._resume(topic, seen[topic], since.epoch, now, gaps, frames)
+                    elif since.ts is not None:
+                        self._resume_newer(topic, since.ts, now, gaps, frames)
         else:
             self._resume(pattern, since.seq or 0, since.epoch, now, gaps, frames)
         reply = p.Subscribed(pattern, self.epoch, seq, not gaps, now)
-        out = [p.encode(reply), *(p.encode(g) for g in gaps), *frames]
-        self._out.extend(Send((conn,), frame) for frame in out)
+        gap_frames = [p.encode(replace(g, sub=pattern)) for g in gaps]
+        self._out.append(Send((conn,), p.encode(reply)))
+        self._out.extend(Send((conn,), frame) for frame in gap_frames)
+        # Replayed frames are shared with the history (no copies), so they do not count
+        # against the connection's live queue bound: a full replay always gets through.
+        self._out.extend(Send((conn,), frame, replay=True) for frame in frames)
         self.counters.replayed += len(frames)
         self.counters.gaps += len(gaps)
 

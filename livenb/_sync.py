@@ -18,12 +18,14 @@ from ._client import (
     DEFAULT_BUFFER,
     AsyncClient,
     AsyncSubscription,
+    GapCallback,
     Record,
     RecordCallback,
     encode_records,
 )
 from ._errors import LivenbTimeoutError, LoopThreadError
 from ._loop import loop_thread
+from ._protocol import Gap
 from ._server import DEFAULT_PORT, AsyncHub
 from ._topics import check_topic
 from ._window import DEFAULT_ROWS, WindowSpec
@@ -76,6 +78,20 @@ class Subscription:
     def on_record(self, callback: RecordCallback) -> RecordCallback:
         """Run ``callback(record)`` on livenb's loop thread for each record; must not block."""
         return self.aio.on_record(callback)
+
+    def on_gap(self, callback: GapCallback) -> GapCallback:
+        """Run ``callback(gap)`` on livenb's loop thread whenever records are known lost."""
+        return self.aio.on_gap(callback)
+
+    @property
+    def gaps(self) -> list[Gap]:
+        """The newest reported gaps (records that will never arrive), oldest first."""
+        return list(self.aio.gaps)
+
+    @property
+    def recovered(self) -> bool | None:
+        """The last resume's answer: True when nothing was missed (None: never resumed)."""
+        return self.aio.recovered
 
     def records(self, timeout: float | None = DEFAULT_TIMEOUT) -> Iterator[Record]:
         """Iterate over records as they arrive; stops when no record came for ``timeout``
@@ -217,7 +233,7 @@ class Client:
         return Subscription(loop_thread().run(make(), timeout))
 
     def flush(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
-        """Block until everything published so far is written to the connection."""
+        """Block until the hub has acknowledged everything published before this call."""
         _guard()
         loop_thread().run(self.aio.flush(), timeout)
 

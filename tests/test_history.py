@@ -64,7 +64,7 @@ def test_resume_beyond_history_reports_the_gap() -> None:
     sub(c, 1, "t", {"epoch": c.epoch, "seq": 2})
     frames = out_for(c, 1)
     assert frames[0]["recovered"] is False
-    assert frames[1] == {"op": "gap", "topic": "t", "first": 3, "last": 5, "reason": GAP_HISTORY_EXCEEDED}
+    assert frames[1] == {"op": "gap", "topic": "t", "first": 3, "last": 5, "reason": GAP_HISTORY_EXCEEDED, "sub": "t"}
     assert seqs_of(frames) == [6, 7, 8, 9, 10]
 
 
@@ -75,7 +75,7 @@ def test_resume_after_epoch_change_reports_the_loss_and_replays_the_new_epoch() 
     sub(c, 1, "t", {"epoch": "an-old-epoch", "seq": 40})
     frames = out_for(c, 1)
     assert frames[0]["recovered"] is False
-    assert frames[1] == {"op": "gap", "topic": "t", "first": 41, "last": None, "reason": GAP_EPOCH_CHANGED}
+    assert frames[1] == {"op": "gap", "topic": "t", "first": 41, "last": None, "reason": GAP_EPOCH_CHANGED, "sub": "t"}
     assert seqs_of(frames) == [1, 2]
 
 
@@ -194,3 +194,24 @@ def test_topic_history_unit() -> None:
     assert [b.first for b in h.after(3)] == [3, 5]
     assert [b.first for b in h.after(4)] == [5]
     assert p.Gap("t", 1, None, "x") == p.decode_hub(p.encode(p.Gap("t", 1, None, "x")))
+
+
+def test_pattern_resume_after_epoch_change_reports_every_known_topic() -> None:
+    c = make()
+    publish(c, "a.new", 2)  # the restarted hub knows only this topic so far
+    c.drain()
+    sub(c, 1, "a.*", {"epoch": "old", "topics": {"a.x": 7, "a.y": 3}, "ts": 1.0})
+    frames = out_for(c, 1)
+    assert frames[0]["recovered"] is False
+    gaps = [(f["topic"], f["first"], f["last"], f["reason"]) for f in frames if f["op"] == "gap"]
+    assert gaps == [("a.x", 8, None, GAP_EPOCH_CHANGED), ("a.y", 4, None, GAP_EPOCH_CHANGED)]
+    assert seqs_of(frames, "a.new") == [1, 2]  # all of the new epoch came after the restart
+
+
+def test_replayed_frames_are_marked_as_replay() -> None:
+    c = make()
+    publish(c, "t", 3)
+    c.drain()
+    sub(c, 1, "t", {"epoch": c.epoch, "seq": 0})
+    sends = [a for a in c.drain() if isinstance(a, Send)]
+    assert [s.replay for s in sends] == [False, True]

@@ -32,7 +32,7 @@ def test_publish_assigns_consecutive_seqs_per_topic() -> None:
     c.receive(2, '{"op":"pub","topic":"b","data":1}', 4.0)
     out = c.drain()
     to1 = frames_for(out, 1)
-    assert to1[0] == {"op": "subscribed", "topic": "a", "epoch": c.epoch, "seq": 0}
+    assert to1[0] == {"op": "subscribed", "topic": "a", "epoch": c.epoch, "seq": 0, "ts": 1.0}
     assert to1[1] == {"op": "msg", "topic": "a", "seq": 1, "ts": 2.0, "data": {"x": 1}}
     assert to1[2] == {"op": "msg", "topic": "a", "seq": 2, "ts": 3.0, "batch": [{"x": 2}, {"x": 3}]}
     assert len(to1) == 3  # nothing from topic b
@@ -184,3 +184,16 @@ def test_frames_from_unknown_connections_are_ignored(conn: int) -> None:
     c.receive(conn, '{"op":"ping"}', 0.0)
     c.receive_binary(conn)
     assert c.drain() == []
+
+
+def test_record_too_deep_to_relay_is_refused_and_not_stored() -> None:
+    c = core()
+    c.receive(1, '{"op":"sub","topic":"t"}', 0.0)
+    c.drain()
+    deep = "[" * 300 + "]" * 300
+    c.receive(2, '{"op":"pub","topic":"t","data":' + deep + ',"id":5}', 1.0)
+    (err,) = frames_for(c.drain(), 2)
+    assert err["code"] == p.BAD_FIELD and err["id"] == 5
+    assert c.last_seq("t") == 0
+    c.receive(2, '{"op":"pub","topic":"t","data":1}', 1.0)
+    assert frames_for(c.drain(), 1)[0]["seq"] == 1
