@@ -27,6 +27,7 @@ BINARY_FRAME: Final = "binary_frame"
 NOT_SUBSCRIBED: Final = "not_subscribed"
 TOO_MANY_TOPICS: Final = "too_many_topics"
 TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
+INTERNAL_ERROR: Final = "internal_error"  # a hub bug; the request was not carried out
 ERROR_CODES: Final = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -37,6 +38,7 @@ ERROR_CODES: Final = (
     NOT_SUBSCRIBED,
     TOO_MANY_TOPICS,
     TOO_MANY_SUBSCRIPTIONS,
+    INTERNAL_ERROR,
 )
 
 # --- WebSocket close codes the hub uses ---
@@ -65,6 +67,7 @@ def should_reconnect(code: int | None) -> bool:
 
 RequestId: TypeAlias = "str | int"
 MAX_PID_LENGTH: Final = 64
+MAX_INT: Final = 2**63 - 1  # seqs and frame numbers are signed 64-bit everywhere
 JSON: TypeAlias = Any
 
 
@@ -210,8 +213,8 @@ class _Fields:
 
     def int_(self, name: str, *, minimum: int = 0) -> int:
         value = self.obj.get(name)
-        if type(value) is not int or value < minimum:
-            raise _field_error(self.op, name, f"an integer >= {minimum}", value)
+        if type(value) is not int or not minimum <= value <= MAX_INT:
+            raise _field_error(self.op, name, f"an integer from {minimum} to 2**63-1", value)
         return value
 
     def float_(self, name: str) -> float:
@@ -226,9 +229,9 @@ class _Fields:
         value = self.obj.get("id")
         if value is None:
             return None
-        if type(value) is str or type(value) is int:
+        if type(value) is str or (type(value) is int and -MAX_INT <= value <= MAX_INT):
             return value
-        raise _field_error(self.op, "id", "a string or an integer", value)
+        raise _field_error(self.op, "id", "a string or a 64-bit integer", value)
 
     def records(self) -> tuple[list[JSON], bool]:
         has_data = "data" in self.obj
@@ -318,7 +321,7 @@ def _position(since: object, pattern: bool) -> Position:
 
 def _is_position_map(value: object) -> bool:
     return type(value) is dict and all(
-        is_valid_topic(k) and type(v) is int and v >= 0 for k, v in value.items()
+        is_valid_topic(k) and type(v) is int and 0 <= v <= MAX_INT for k, v in value.items()
     )
 
 

@@ -133,6 +133,7 @@ class HubCore:
         self.history_bytes = 0
         self._histories: dict[str, TopicHistory] = {}
         self.producers = ProducerTable()
+        self.internal_failures: list[Exception] = []  # the newest few, for the log
 
     # ------------------------------------------------------------------ connections
     def open(self, conn: int, *, authenticated: bool) -> None:
@@ -190,6 +191,17 @@ class HubCore:
         if not state.authenticated:
             self._authenticate(conn, state, message)
             return
+        try:
+            self._dispatch(conn, state, message, now)
+        except Exception as exc:  # a bug must cost one request, never the connection or hub
+            self.internal_failures.append(exc)  # the I/O layer logs these
+            del self.internal_failures[:-10]
+            request_id = message.id if isinstance(message, p.Pub) else None
+            self._error(conn, p.INTERNAL_ERROR, f"the hub failed on this request: {exc!r}", request_id)
+
+    def _dispatch(
+        self, conn: int, state: _Connection, message: p.ClientMessage, now: float
+    ) -> None:
         match message:
             case p.Pub():
                 self._publish(conn, message, now)
