@@ -14,6 +14,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -30,10 +31,25 @@ log = logging.getLogger("livenb.hub")
 DEFAULT_PORT: Final = 8765
 DEFAULT_MAX_SIZE: Final = 1 << 20  # largest frame a client may send (close 1009 above it)
 DEFAULT_QUEUE_FRAMES: Final = 10_000  # per-connection outgoing queue bound, in frames ...
+DEFAULT_QUEUE_RECORDS: Final = 100_000  # ... in records (of queued msg frames) ...
 DEFAULT_QUEUE_BYTES: Final = 32 << 20  # ... and in bytes
 DEFAULT_SEND_TIMEOUT: Final = 10.0
 DEFAULT_AUTH_TIMEOUT: Final = 10.0
-SLOW_CONSUMER_POLICY: Final = "disconnect"
+
+# What happens when a subscriber's outgoing queue would exceed one of its bounds.
+DISCONNECT: Final = "disconnect"  # close 4008; the client reconnects and resumes from history
+DROP_OLDEST: Final = "drop_oldest"  # drop the oldest queued records, queue a gap for them
+LATEST: Final = "latest"  # keep the newest queued msg frame per topic (then its newest record)
+SLOW_CONSUMER_POLICIES: Final = (DISCONNECT, DROP_OLDEST, LATEST)
+DEFAULT_SLOW_CONSUMER: Final = DISCONNECT
+SLOW_CONSUMER_POLICY: Final = DEFAULT_SLOW_CONSUMER  # the default (kept for compatibility)
+GAP_SLOW_CONSUMER: Final = "slow_consumer"  # gap reason: records dropped from a slow queue
+
+_MSG_PREFIX: Final = b'{"op":"msg","topic":"'
+_SEQ_FIELD: Final = b'","seq":'
+_CONTROL: Final = 0  # any frame that is not a msg: never dropped by a policy
+_MSG: Final = 1  # records of one topic, shared by every receiving peer: never mutated
+_GAP: Final = 2  # a gap this peer owes its subscriber (slow_consumer); extended in place
 
 
 def _format_url(scheme: str, host: str, port: int) -> str:
@@ -42,33 +58,275 @@ def _format_url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+class _Item:
+    """One queued frame. A msg item is made once per published frame and shared by every
+    peer that queues it; its topic and first seq are parsed from the frame only when an
+    overflow policy needs them. A gap item belongs to one peer and may grow while queued.
+    A replay item is a msg frame replayed from history on resume."""
+
+    __slots__ = ("first", "frame", "kind", "last", "records", "replay", "topic")
+
+    def __init__(self, frame: bytes, records: int, kind: int, replay: bool = False) -> None:
+        self.frame = frame
+        self.records = records  # records this frame carries (0 unless a msg)
+        self.kind = kind
+        self.replay = replay
+        self.topic: str | None = None
+        self.first = 0
+        self.last = 0
+
+    @classmethod
+    def of(cls, action: Send) -> _Item:
+        frame = action.frame
+        if action.replay or (not action.records and frame.startswith(_MSG_PREFIX)):
+            # A resume's replay (sent without a record count): count its records once.
+            records = action.records
+            if not records:
+                obj = orjson.loads(frame)
+                records = 1 if "data" in obj else len(obj["batch"])
+            return cls(frame, records, _MSG, True)
+        if action.records:
+            return cls(frame, action.records, _MSG)
+        return cls(frame, 0, _CONTROL)
+
+    @classmethod
+    def gap(cls, topic: str, first: int, last: int) -> _Item:
+        item = cls(b"", 0, _GAP)
+        item.topic = topic
+        item.first = first
+        item.last = last
+        item.frame = p.encode(p.Gap(topic, first, last, GAP_SLOW_CONSUMER))
+        return item
+
+    def parse(self) -> str:
+        """The topic of a msg item (its ``first``/``last`` are set too); cached."""
+        topic = self.topic
+        if topic is not None:
+            return topic
+        frame = self.frame
+        end = frame.find(_SEQ_FIELD, len(_MSG_PREFIX))
+        stop = frame.find(b",", end + len(_SEQ_FIELD)) if end > 0 else -1
+        if stop > 0:  # the layout encode_msg_frame writes; topic names need no escaping
+            topic = frame[len(_MSG_PREFIX) : end].decode()
+            first = int(frame[end + len(_SEQ_FIELD) : stop])
+        else:  # pragma: no cover - any other layout
+            obj = orjson.loads(frame)
+            topic, first = obj["topic"], obj["seq"]
+        self.first = first
+        self.last = first + self.records - 1
+        self.topic = topic
+        return topic
+
+
 class _Peer:
     """One connection's outgoing side: a bounded queue drained by its own sender task.
 
-    Overflow policy ``disconnect``: a connection whose queue would exceed ``max_frames`` or
-    ``max_bytes`` is closed with code 4008 (slow consumer); the hub counts it in ``drops``.
+    The queue holds at most ``max_frames`` frames, ``max_records`` records (in msg frames) and
+    ``max_bytes`` bytes. What happens when a new frame would exceed a bound is the ``policy``:
+
+    - ``disconnect``: :meth:`offer` returns False; the hub closes the connection with 4008
+      (slow consumer) and the client resumes from the topic's history.
+    - ``drop_oldest``: the oldest queued msg frames are dropped until the new frame fits; each
+      dropped range is reported in its place by a ``gap`` frame (reason ``slow_consumer``;
+      ranges of one topic are merged into one gap frame).
+    - ``latest``: every topic keeps only its newest queued msg frame (and, if that is still too
+      much, only its newest record); what was replaced is reported by ``gap`` frames.
+
+    Frames other than msg frames (acks, errors, subscribed, gaps, pongs) are never dropped:
+    when they alone overflow the queue, :meth:`offer` returns False under every policy. Records
+    dropped by a policy are counted in :attr:`dropped_records`.
+
+    A resume's replay is admitted on top of the bounds (its frames are the ones the topic's
+    history holds, so it is bounded by the history limits): were it counted, a replay larger
+    than the queue would close the connection on every resume and the client would never catch
+    up. Frames queued behind it face the bounds as usual.
     """
 
-    __slots__ = ("bytes", "closing", "conn", "max_bytes", "max_frames", "queue", "wake", "ws")
+    __slots__ = (
+        "bytes",
+        "closing",
+        "conn",
+        "dropped_records",
+        "max_bytes",
+        "max_frames",
+        "max_records",
+        "policy",
+        "queue",
+        "records",
+        "replay_bytes",
+        "replay_frames",
+        "replay_records",
+        "wake",
+        "ws",
+    )
 
-    def __init__(self, conn: int, ws: ServerConnection, max_frames: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        conn: int,
+        ws: ServerConnection,
+        max_frames: int,
+        max_bytes: int,
+        max_records: int = DEFAULT_QUEUE_RECORDS,
+        policy: str = DEFAULT_SLOW_CONSUMER,
+    ) -> None:
         self.conn = conn
         self.ws = ws
-        self.queue: deque[bytes] = deque()
-        self.bytes = 0
+        self.queue: deque[_Item] = deque()
+        self.bytes = 0  # every queued frame, replay included
+        self.records = 0
+        self.replay_frames = 0  # the replay's share, not held against the bounds
+        self.replay_bytes = 0
+        self.replay_records = 0
         self.max_frames = max_frames
         self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.policy = policy
+        self.dropped_records = 0
         self.wake = asyncio.Event()
         self.closing = False
 
-    def offer(self, frame: bytes) -> bool:
-        """Queue ``frame``; False when the bound would be exceeded (nothing is queued then)."""
-        if len(self.queue) >= self.max_frames or self.bytes + len(frame) > self.max_bytes:
-            return False
-        self.queue.append(frame)
-        self.bytes += len(frame)
+    def offer(self, item: _Item) -> bool:
+        """Queue ``item`` (applying the overflow policy when it does not fit); False when the
+        connection must be closed as a slow consumer."""
+        if item.replay or self._fits(item):
+            self._append(item)
+            return True
+        if self.policy == DROP_OLDEST:
+            return self._drop_oldest(item)
+        if self.policy == LATEST:
+            return self._latest(item)
+        return False
+
+    def clear(self) -> int:
+        """Forget every queued frame; return how many there were."""
+        dropped = len(self.queue)
+        self.queue.clear()
+        self.bytes = self.records = 0
+        self.replay_frames = self.replay_bytes = self.replay_records = 0
+        return dropped
+
+    def _fits(self, item: _Item) -> bool:
+        return (
+            len(self.queue) - self.replay_frames < self.max_frames
+            and self.bytes - self.replay_bytes + len(item.frame) <= self.max_bytes
+            and self.records - self.replay_records + item.records <= self.max_records
+        )
+
+    def _append(self, item: _Item) -> None:
+        self.queue.append(item)
+        self._count(item, 1)
         self.wake.set()
+
+    def _count(self, item: _Item, sign: int) -> None:
+        size = len(item.frame) * sign
+        records = item.records * sign
+        self.bytes += size
+        self.records += records
+        if item.replay:
+            self.replay_frames += sign
+            self.replay_bytes += size
+            self.replay_records += records
+
+    def _grow(self, gap: _Item, last: int) -> None:
+        """Extend a queued gap item of this peer to ``last`` (re-encoded, bytes kept exact)."""
+        assert gap.topic is not None
+        before = len(gap.frame)
+        gap.last = last
+        gap.frame = p.encode(p.Gap(gap.topic, gap.first, last, GAP_SLOW_CONSUMER))
+        self.bytes += len(gap.frame) - before
+
+    # ------------------------------------------------------------------ drop_oldest
+    def _drop_oldest(self, item: _Item) -> bool:
+        dropped = 0
+        while not self._fits(item):
+            freed = self._drop_one()
+            if not freed:
+                break
+            dropped += freed
+        if self._fits(item):
+            self._append(item)
+            self.dropped_records += dropped
+            return True
+        if item.kind != _MSG:
+            return False  # control frames alone fill the queue: the peer is not reading
+        # The new frame alone exceeds a bound (or only control frames are left): it is the
+        # one dropped, and reported like the others. A queued gap of its topic with no msg
+        # frame of the topic after it may simply grow.
+        topic = item.parse()
+        for queued in reversed(self.queue):
+            if queued.kind == _MSG and queued.parse() == topic:
+                break
+            if queued.kind == _GAP and queued.topic == topic:
+                if queued.last + 1 == item.first:
+                    self._grow(queued, item.last)
+                    if self.bytes - self.replay_bytes > self.max_bytes:
+                        return False
+                    self.dropped_records += dropped + item.records
+                    return True
+                break
+        gap = _Item.gap(topic, item.first, item.last)
+        if not self._fits(gap):
+            return False
+        self._append(gap)
+        self.dropped_records += dropped + item.records
         return True
+
+    def _drop_one(self) -> int:
+        """Drop the oldest queued msg frame held against the bounds (not a replay), reporting
+        it with a gap in its place; return the records dropped (0: there is none to drop)."""
+        queue = self.queue
+        gaps: dict[str, _Item] = {}  # per topic: a gap with no msg frame of the topic after it
+        for i, queued in enumerate(queue):
+            if queued.kind == _GAP:
+                assert queued.topic is not None
+                gaps[queued.topic] = queued
+            elif queued.kind == _MSG:
+                topic = queued.parse()
+                if queued.replay:
+                    gaps.pop(topic, None)
+                    continue
+                self._count(queued, -1)
+                gap = gaps.get(topic)
+                if gap is not None and gap.last + 1 == queued.first:
+                    del queue[i]
+                    self._grow(gap, queued.last)
+                else:
+                    gap = _Item.gap(topic, queued.first, queued.last)
+                    queue[i] = gap
+                    self._count(gap, 1)
+                return queued.records
+        return 0
+
+    # ------------------------------------------------------------------ latest
+    def _latest(self, item: _Item) -> bool:
+        items = [*self.queue, item]
+        dropped = 0
+        for trim in (False, True):
+            items, lost = _conflate(items, trim)
+            dropped += lost
+            live = [i for i in items if not i.replay]
+            size = sum(len(i.frame) for i in live)
+            records = sum(i.records for i in live)
+            if (
+                len(live) <= self.max_frames
+                and size <= self.max_bytes
+                and records <= self.max_records
+            ):
+                self.clear()
+                for queued in items:
+                    self.queue.append(queued)
+                    self._count(queued, 1)
+                self.dropped_records += dropped
+                self.wake.set()
+                return True
+        return False  # one record per topic plus the control frames do not fit
+
+    # ------------------------------------------------------------------ sending
+    def take(self) -> bytes:
+        """Remove and return the oldest queued frame (the queue must not be empty)."""
+        item = self.queue.popleft()
+        self._count(item, -1)
+        return item.frame
 
     async def run_sender(self, send_timeout: float) -> None:
         ws = self.ws
@@ -77,10 +335,64 @@ class _Peer:
             await self.wake.wait()
             self.wake.clear()
             while queue:
-                frame = queue.popleft()
-                self.bytes -= len(frame)
+                frame = self.take()
                 async with asyncio.timeout(send_timeout):
                     await ws.send(frame, text=True)
+
+
+def _conflate(items: list[_Item], trim: bool) -> tuple[list[_Item], int]:
+    """Keep each topic's newest msg frame (with ``trim``: only its newest record), with a gap
+    frame where the replaced records were; return the new items and the records dropped.
+    Gap items in ``items`` belong to the calling peer and may be extended."""
+    newest: dict[str, int] = {}
+    for i, queued in enumerate(items):
+        if queued.kind == _MSG:
+            newest[queued.parse()] = i
+    out: list[_Item] = []
+    open_gaps: dict[str, _Item] = {}  # a topic's gap with none of its msg frames after it
+    changed: list[_Item] = []
+    dropped = 0
+
+    def report(topic: str, first: int, last: int) -> None:
+        gap = open_gaps.get(topic)
+        if gap is not None and gap.last + 1 == first:
+            gap.last = last
+            changed.append(gap)
+        else:
+            open_gaps[topic] = gap = _Item.gap(topic, first, last)
+            out.append(gap)
+
+    for i, queued in enumerate(items):
+        if queued.kind == _GAP:
+            assert queued.topic is not None
+            open_gaps[queued.topic] = queued
+        elif queued.kind == _MSG:
+            topic = queued.parse()
+            if newest[topic] != i:
+                dropped += queued.records
+                report(topic, queued.first, queued.last)
+                continue
+            if trim and queued.records > 1:
+                dropped += queued.records - 1
+                report(topic, queued.first, queued.last - 1)
+                queued = _newest_record(queued)
+            open_gaps.pop(topic, None)
+        out.append(queued)
+    for gap in changed:
+        assert gap.topic is not None
+        gap.frame = p.encode(p.Gap(gap.topic, gap.first, gap.last, GAP_SLOW_CONSUMER))
+    return out, dropped
+
+
+def _newest_record(item: _Item) -> _Item:
+    """A msg item with only the newest record of ``item`` (for this peer alone)."""
+    obj = orjson.loads(item.frame)
+    topic = item.parse()
+    frame = p.encode_msg_frame(topic, item.last, obj["ts"], obj["batch"][-1:])
+    newest = _Item(frame, 1, _MSG, item.replay)
+    newest.topic = topic
+    newest.first = newest.last = item.last
+    return newest
 
 
 class AsyncHub:
@@ -90,6 +402,16 @@ class AsyncHub:
     read it back from :attr:`port`). By default a random access token is required
     (:attr:`token`); ``auth=False`` turns that off. Every outgoing queue is bounded; see
     :meth:`stats` for the counters.
+
+    Slow consumers: each connection's outgoing queue holds at most ``queue_frames`` frames,
+    ``queue_records`` records and ``queue_bytes`` bytes, drained by its own sender task, so a
+    stalled subscriber costs the hub no more than that and never slows the others. When a
+    frame would overflow it, ``slow_consumer`` decides: ``"disconnect"`` (default: close with
+    4008, a retryable code; the client resumes from the topic's history), ``"drop_oldest"``
+    (drop the oldest queued records and tell the subscriber with ``gap`` frames, reason
+    ``slow_consumer``) or ``"latest"`` (keep each topic's newest queued frame, then its newest
+    record; the rest is reported as gaps). Under every policy a connection that does not take
+    a single frame within ``send_timeout`` seconds is closed with 4008.
     """
 
     is_hub: Final = True  # closed after clients at interpreter exit
@@ -104,6 +426,8 @@ class AsyncHub:
         max_size: int = DEFAULT_MAX_SIZE,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        queue_records: int = DEFAULT_QUEUE_RECORDS,
+        slow_consumer: str = DEFAULT_SLOW_CONSUMER,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
@@ -116,12 +440,23 @@ class AsyncHub:
     ) -> None:
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
+        if slow_consumer not in SLOW_CONSUMER_POLICIES:
+            raise ValueError(
+                f"slow_consumer must be one of {', '.join(map(repr, SLOW_CONSUMER_POLICIES))} "
+                f"(got {slow_consumer!r})"
+            )
+        if min(queue_frames, queue_bytes, queue_records) < 1:
+            raise ValueError("queue_frames, queue_bytes and queue_records must be >= 1")
+        if send_timeout <= 0:
+            raise ValueError("send_timeout must be > 0 seconds")
         self.host = host
         self._requested_port = port
         self.token: str | None = (token or secrets.token_urlsafe(24)) if auth else None
         self.max_size = max_size
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
+        self.queue_records = queue_records
+        self.slow_consumer = slow_consumer
         self.send_timeout = send_timeout
         self.auth_timeout = auth_timeout
         self.ping_interval = ping_interval
@@ -142,8 +477,10 @@ class AsyncHub:
         self._ids = itertools.count(1)
         self._port: int | None = None
         self._started_at = 0.0
-        self._slow_consumer_drops = 0
+        self._slow_consumer_drops = 0  # connections closed as slow consumers
+        self._dropped_records = 0  # by drop_oldest / latest, on connections now closed
         self._dead_peers = 0
+        self._closers: set[asyncio.Task[None]] = set()  # 4008 closes in progress
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -217,8 +554,14 @@ class AsyncHub:
         return self._server is not None
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of counters: connections, topics, frames and records in and out, drops."""
+        """A snapshot of counters: connections, topics, frames and records in and out, drops.
+
+        ``drops`` counts connections closed as slow consumers (4008);
+        ``slow_consumer_drops_records`` the records that ``drop_oldest`` / ``latest`` dropped
+        from outgoing queues (each reported to its subscriber in a gap frame)."""
         c = self._core.counters
+        # list() copies in one step, so stats() is safe to call from another thread
+        peers = list(self._peers.values())
         return {
             "url": self.url if self._port is not None else None,
             "running": self.running,
@@ -239,10 +582,12 @@ class AsyncHub:
             "replayed_frames": c.replayed,
             "gaps_reported": c.gaps,
             "duplicates_dropped": self._core.producers.duplicates,
-            "slow_consumer_policy": SLOW_CONSUMER_POLICY,
-            # list() copies in one step, so stats() is safe to call from another thread
-            "queued_frames": sum(len(peer.queue) for peer in list(self._peers.values())),
-            "queued_bytes": sum(peer.bytes for peer in list(self._peers.values())),
+            "slow_consumer_policy": self.slow_consumer,
+            "slow_consumer_drops_records": self._dropped_records
+            + sum(peer.dropped_records for peer in peers),
+            "queued_frames": sum(len(peer.queue) for peer in peers),
+            "queued_records": sum(peer.records for peer in peers),
+            "queued_bytes": sum(peer.bytes for peer in peers),
         }
 
     def __repr__(self) -> str:
@@ -273,7 +618,9 @@ class AsyncHub:
         has_header = ws.request is not None and "Authorization" in ws.request.headers
         core = self._core
         core.open(conn, authenticated=has_header)
-        peer = _Peer(conn, ws, self.queue_frames, self.queue_bytes)
+        peer = _Peer(
+            conn, ws, self.queue_frames, self.queue_bytes, self.queue_records, self.slow_consumer
+        )
         self._peers[conn] = peer
         sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{conn}")
         liveness = Liveness()
@@ -299,6 +646,7 @@ class AsyncHub:
         finally:
             core.close(conn)
             del self._peers[conn]
+            self._dropped_records += peer.dropped_records
             for task in (sender, heartbeat):
                 if task is not None:
                     task.cancel()
@@ -313,10 +661,10 @@ class AsyncHub:
         for action in self._core.drain():
             if type(action) is Send:
                 peers = self._peers
-                frame_out = action.frame
+                item = _Item.of(action)  # one per frame, shared by every target
                 for target in action.targets:
                     peer = peers.get(target)
-                    if peer is not None and not peer.closing and not peer.offer(frame_out):
+                    if peer is not None and not peer.closing and not peer.offer(item):
                         self._slow_consumer(peer)
             elif type(action) is Close:
                 peer = self._peers.get(action.conn)
@@ -328,19 +676,30 @@ class AsyncHub:
         log.warning("livenb hub: a peer stopped answering pings; connection aborted")
 
     def _slow_consumer(self, peer: _Peer) -> None:
+        if peer.closing:
+            return  # already on its way out; counted once
         self._slow_consumer_drops += 1
         peer.closing = True
-        dropped = len(peer.queue)
-        peer.queue.clear()
-        peer.bytes = 0
+        dropped = peer.clear()
         log.warning(
             "livenb hub: connection %d could not keep up (%d frames queued); closing it (%d)",
             peer.conn,
             dropped,
             p.CLOSE_SLOW_CONSUMER,
         )
-        task = asyncio.create_task(peer.ws.close(p.CLOSE_SLOW_CONSUMER, "slow consumer"))
+        task = asyncio.create_task(self._close_slow(peer.ws), name=f"livenb-hub-close-{peer.conn}")
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
         task.add_done_callback(_ignore_result)
+
+    async def _close_slow(self, ws: ServerConnection) -> None:
+        """Close with 4008. The close frame waits behind what is already written; a peer that
+        does not take it within ``send_timeout`` is aborted, which frees its buffers at once."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await ws.close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+        except TimeoutError:
+            ws.transport.abort()
 
     async def _close_peer(self, peer: _Peer, code: int, reason: str) -> None:
         peer.closing = True
@@ -350,8 +709,9 @@ class AsyncHub:
         try:
             await peer.run_sender(self.send_timeout)
         except TimeoutError:
-            log.warning("livenb hub: send to connection %d timed out; closing it", peer.conn)
-            self._slow_consumer(peer)
+            if not peer.closing:  # else _close_slow is already on it
+                log.warning("livenb hub: send to connection %d timed out; closing it", peer.conn)
+                self._slow_consumer(peer)
         except ConnectionClosed:
             pass
 

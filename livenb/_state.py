@@ -491,7 +491,7 @@ def _request_id_of(frame: str | bytes) -> p.RequestId | None:
         return None
     if type(obj) is dict:
         rid = obj.get("id")
-        if type(rid) is str or type(rid) is int:
+        if type(rid) is str or (type(rid) is int and -p.MAX_INT <= rid <= p.MAX_INT):
             return rid
     return None
 

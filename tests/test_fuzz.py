@@ -177,14 +177,14 @@ class Expect:
 
 
 def _id_of(frame: bytes) -> Any:
-    """The ``id`` the hub echoes in an ``err`` (a string or an integer, else none)."""
+    """The ``id`` the hub echoes in an ``err`` (a string or a 64-bit integer, else none)."""
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError:
         return None
     if type(obj) is dict:
         rid = obj.get("id")
-        if type(rid) is str or type(rid) is int:
+        if type(rid) is str or (type(rid) is int and -(2**63 - 1) <= rid <= 2**63 - 1):
             return rid
     return None
 
