@@ -189,6 +189,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     previous = _install_signal_handlers(on_signal)
     try:
         options: dict[str, Any] = {"auth": False} if args.no_auth else {"token": args.token}
+        options["slow_consumer"] = args.slow_consumer
+        if args.journal:
+            options["journal"] = args.journal
         hub = serve(args.host, args.port, **options)
         try:
             print(f"livenb hub: {hub.url}", flush=True)
@@ -657,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  livenb serve                         # 127.0.0.1:8765, fresh random token\n"
             "  livenb serve --port 0                # any free port (read it from stdout)\n"
             "  livenb serve --token s3cret --stats 10\n"
+            "  livenb serve --journal hub.journal   # survives restarts, acks after fsync\n"
         ),
     )
     serve_p.add_argument(
@@ -671,6 +675,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth",
         action="store_true",
         help="accept clients without a token (anyone who can connect can read and write)",
+    )
+    serve_p.add_argument(
+        "--journal",
+        default=None,
+        metavar="PATH",
+        help="keep history, seqs and the epoch in this SQLite file, so a restarted hub "
+        "resumes where it was (publishes are acknowledged once on disk)",
+    )
+    serve_p.add_argument(
+        "--slow-consumer",
+        choices=("disconnect", "drop_oldest", "latest"),
+        default="disconnect",
+        help="what to do with a subscriber whose queue is full (default: %(default)s)",
     )
     serve_p.add_argument(
         "--stats",

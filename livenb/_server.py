@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import secrets
 import time
 from collections import deque
 from collections.abc import Mapping
 from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -21,9 +23,24 @@ from websockets.http11 import Request, Response
 
 from . import _protocol as p
 from ._errors import LivenbError
-from ._history import DEFAULT_HISTORY, DEFAULT_HISTORY_TOTAL_BYTES, HistoryLimits
+from ._history import (
+    DEFAULT_HISTORY,
+    DEFAULT_HISTORY_TOTAL_BYTES,
+    Batch,
+    HistoryLimits,
+    limits_for,
+)
+from ._journal import Journal
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
-from ._state import DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPICS, Close, HubCore, Send
+from ._state import (
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_MAX_TOPICS,
+    Action,
+    Close,
+    HubCore,
+    Persist,
+    Send,
+)
 from ._topics import check_pattern
 
 log = logging.getLogger("livenb.hub")
@@ -437,6 +454,7 @@ class AsyncHub:
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        journal: str | os.PathLike[str] | None = None,
     ) -> None:
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
@@ -461,17 +479,20 @@ class AsyncHub:
         self.auth_timeout = auth_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self._core = HubCore(
-            token=self.token,
-            max_topics=max_topics,
-            max_subscriptions=max_subscriptions,
-            history=history,
-            history_rules=[
+        self.journal_path = None if journal is None else Path(journal)
+        self._journal: Journal | None = None
+        self._core_options: dict[str, Any] = {
+            "token": self.token,
+            "max_topics": max_topics,
+            "max_subscriptions": max_subscriptions,
+            "history": history,
+            "history_rules": [
                 (check_pattern(pattern), limits)
                 for pattern, limits in (history_rules or {}).items()
             ],
-            history_total_bytes=history_total_bytes,
-        )
+            "history_total_bytes": history_total_bytes,
+        }
+        self._core = HubCore(**self._core_options)
         self._server: Server | None = None
         self._peers: dict[int, _Peer] = {}
         self._ids = itertools.count(1)
@@ -490,6 +511,8 @@ class AsyncHub:
             return self
         if self._closed:
             raise LivenbError("this hub was closed; create a new one")
+        if self.journal_path is not None and self._journal is None:
+            await self._open_journal(self.journal_path)
         try:
             self._server = await serve(
                 self._handle,
@@ -512,14 +535,47 @@ class AsyncHub:
         log.info("livenb hub listening on %s (auth %s)", self.url, "on" if self.token else "OFF")
         return self
 
+    async def _open_journal(self, path: Path) -> None:
+        """Load the journal: its epoch, seqs, recent history and producers become the hub's."""
+        core = self._core
+
+        def limits(topic: str) -> HistoryLimits:
+            return limits_for(topic, core.history, core.history_rules)
+
+        state = await asyncio.to_thread(Journal.load, path, limits)
+        self._core = core = HubCore(epoch=state.epoch, journaled=True, **self._core_options)
+        now = time.time()
+        for topic, last in state.last_seq.items():
+            core.restore(topic, last, _batches(topic, state.recent.get(topic, [])), now)
+        for pid, highest in state.producers.items():
+            core.producers.restore(pid, highest)
+        loop = asyncio.get_running_loop()
+
+        def durable(group: list[Persist]) -> None:  # on the journal's thread
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the hub is closed
+                loop.call_soon_threadsafe(self._on_durable, group)
+
+        self._journal = Journal(path, limits, durable)
+        self._journal.start()
+        log.info("livenb hub: journal %s, epoch %s, %d topics", path, state.epoch, len(state.last_seq))
+
+    def _on_durable(self, group: list[Persist]) -> None:
+        now = time.time()
+        for batch in group:
+            self._core.commit(batch, now)
+        self._dispatch(self._core.drain())
+
     async def close(self) -> None:
-        """Stop accepting, close every connection with 1001 (going away); idempotent."""
+        """Stop accepting, close every connection with 1001 (going away), and write what the
+        journal still holds; idempotent."""
         self._closed = True
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await server.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            await asyncio.to_thread(journal.close)
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -578,6 +634,13 @@ class AsyncHub:
             "errors": dict(c.errors),
             "drops": self._slow_consumer_drops,
             "dead_peers": self._dead_peers,
+            "journal": None if self.journal_path is None else str(self.journal_path),
+            "journal_commits": 0 if self._journal is None else self._journal.commits,
+            "journal_failure": (
+                None
+                if self._journal is None or self._journal.failure is None
+                else repr(self._journal.failure)
+            ),
             "history_bytes": self._core.history_bytes,
             "replayed_frames": c.replayed,
             "gaps_reported": c.gaps,
@@ -654,22 +717,38 @@ class AsyncHub:
                         await task
 
     async def _receive(self, conn: int, frame: str | bytes) -> None:
+        core = self._core
         if type(frame) is str:
-            self._core.receive(conn, frame, time.time())
+            core.receive(conn, frame, time.time())
         else:
-            self._core.receive_binary(conn)
-        for action in self._core.drain():
+            core.receive_binary(conn)
+        if core.internal_failures:
+            for exc in core.internal_failures:
+                log.error("livenb hub: a request failed inside the hub", exc_info=exc)
+            core.internal_failures.clear()
+        closes = self._dispatch(core.drain())
+        for peer, code, reason in closes:
+            await self._close_peer(peer, code, reason)
+
+    def _dispatch(self, actions: list[Action]) -> list[tuple[_Peer, int, str]]:
+        """Queue frames, hand batches to the journal; return the closes to carry out."""
+        closes = []
+        peers = self._peers
+        for action in actions:
             if type(action) is Send:
-                peers = self._peers
                 item = _Item.of(action)  # one per frame, shared by every target
                 for target in action.targets:
                     peer = peers.get(target)
                     if peer is not None and not peer.closing and not peer.offer(item):
                         self._slow_consumer(peer)
+            elif type(action) is Persist:
+                assert self._journal is not None
+                self._journal.submit(action)
             elif type(action) is Close:
-                peer = self._peers.get(action.conn)
+                peer = peers.get(action.conn)
                 if peer is not None:
-                    await self._close_peer(peer, action.code, action.reason)
+                    closes.append((peer, action.code, action.reason))
+        return closes
 
     def _dead_peer(self) -> None:
         self._dead_peers += 1
@@ -719,3 +798,22 @@ class AsyncHub:
 def _ignore_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _batches(topic: str, rows: list[tuple[int, float, Any]]) -> list[Batch]:
+    """Journal rows (seq, ts, record) as history batches: consecutive rows with one ts came
+    from one published frame."""
+    batches: list[Batch] = []
+    group: list[Any] = []
+    first = 0
+    ts = 0.0
+    for seq, row_ts, record in rows:
+        if group and (row_ts != ts or seq != first + len(group)):
+            batches.append(Batch(first, ts, group, p.encode_msg_frame(topic, first, ts, group)))
+            group = []
+        if not group:
+            first, ts = seq, row_ts
+        group.append(record)
+    if group:
+        batches.append(Batch(first, ts, group, p.encode_msg_frame(topic, first, ts, group)))
+    return batches

@@ -427,3 +427,27 @@ def test_importing_the_cli_does_not_import_pandas(unit: float) -> None:
     code = "import sys, livenb._cli; sys.exit('pandas' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], timeout=4 * unit, check=False)
     assert result.returncode == 0, "importing livenb._cli imported pandas"
+
+
+def test_serve_with_journal_keeps_the_epoch(tmp_path: Path, unit: float) -> None:
+    journal = tmp_path / "hub.journal"
+    epochs = []
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livenb", "serve", "--port", "0", "--journal", str(journal)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split()[-1]
+            token = proc.stdout.readline().split()[-1]
+            with livenb.connect(url, token=token) as c:
+                assert c.publish("j", {"x": 1}, ack=True, timeout=2 * unit) == len(epochs) + 1
+                sub = c.subscribe("j", timeout=2 * unit)
+                epochs.append(sub.aio.epoch)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=4 * unit)
+    assert epochs[0] == epochs[1]
