@@ -202,3 +202,25 @@ def test_encode_record_accepts_numpy_and_datetimes() -> None:
 def test_encode_record_rejects_unserializable_with_clear_error() -> None:
     with pytest.raises(SerializationError, match="JSON"):
         p.encode_record({"x": object()})
+
+
+@pytest.mark.parametrize(
+    ("code", "reconnect"),
+    [
+        (None, True),  # broken without a close frame
+        (1001, True),  # hub going away (restart)
+        (1006, True),
+        (1011, True),
+        (4008, True),  # slow consumer: resume from history
+        (4000, True),
+        (4399, True),
+        (4400, False),
+        (4401, False),  # wrong token: retrying cannot help
+        (4999, False),
+        (1000, False),
+        (1008, False),
+        (1009, False),  # a frame too big would be sent again
+    ],
+)
+def test_close_code_ranges(code: int | None, reconnect: bool) -> None:
+    assert p.should_reconnect(code) is reconnect

@@ -251,3 +251,27 @@ async def test_journaled_hub_killed_mid_stream_loses_no_acked_publish(
             await sub_client.close()
             await pub.close()
             hub.close()
+
+
+async def test_client_does_not_reconnect_after_a_final_close_code(unit: float) -> None:
+    import livenb
+
+    async with AsyncHub(port=0) as hub:
+        client = AsyncClient(hub.url, None, reconnect_delay=0.01)  # no token: closed with 4401
+        await client.connect()
+        with pytest.raises(livenb.AuthenticationError):
+            await asyncio.wait_for(client.publish("t", 1, ack=True), unit)
+        assert client.closed and client.reconnects == 0
+        await client.close()
+
+
+async def test_client_reconnects_after_a_slow_consumer_close(unit: float) -> None:
+    async with AsyncHub(port=0) as hub, AsyncClient(hub.url, hub.token, reconnect_delay=0.01) as c:
+        sub = c.subscribe("t")
+        await sub.wait_ready()
+        peer = next(iter(hub._peers.values()))
+        await peer.ws.close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+        await until(lambda: c.reconnects == 1 and c.connected, unit, "the reconnect")
+        async with AsyncClient(hub.url, hub.token) as pub:
+            await pub.publish("t", 1, ack=True)
+        assert await asyncio.wait_for(sub.wait(1), unit) == 1
