@@ -844,6 +844,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     prog = f"{PROG} {args.command}"
     func: Callable[[argparse.Namespace], int] = args.func
+    if not getattr(args, "verbose", False):
+        # The command reports failures itself, in one line; the library's warnings (e.g.
+        # "records not confirmed") would only repeat them. -v shows the library's log.
+        library_log = logging.getLogger("livenb")
+        if not any(isinstance(h, logging.NullHandler) for h in library_log.handlers):
+            library_log.addHandler(logging.NullHandler())
+        library_log.propagate = False
     try:
         return func(args)
     except CliError as exc:

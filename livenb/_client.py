@@ -47,6 +47,7 @@ DEFAULT_MAX_PENDING: Final = 8 << 20  # bytes published but not yet acknowledged
 DEFAULT_RECONNECT_DELAY: Final = 0.1  # first backoff step (seconds), doubled per attempt
 DEFAULT_RECONNECT_MAX_DELAY: Final = 5.0
 DEFAULT_HEALTHY_AFTER: Final = 5.0  # a connection this old resets the backoff
+DEFAULT_CLOSE_TIMEOUT: Final = 10.0  # close() waits this long for outstanding acks
 DEFAULT_MAX_SIZE: Final = 16 << 20  # largest frame accepted from the hub
 # Largest encoded record we publish: a hub's default max_size (1 MiB) less the frame envelope.
 DEFAULT_MAX_RECORD: Final = (1 << 20) - 1024
@@ -292,7 +293,7 @@ class AsyncSubscription:
             "livenb.epoch": self.epoch,
             "livenb.received": self.received,
             "livenb.type_changes": self.type_changes,
-            "livenb.gaps": [_gap_dict(g) for g in self.gaps],
+            "livenb.gaps": [_gap_dict(g) for g in list(self.gaps)],  # list(): one step
             "livenb.recovered": self.recovered,
         }
 
@@ -593,25 +594,32 @@ class AsyncClient:
             self._start_session(ws)
             self._resubscribe()
 
-    async def close(self) -> None:
-        """Flush what was published (when connected), then close; idempotent."""
+    async def close(self, flush_timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Wait up to ``flush_timeout`` seconds (None: no limit) for the hub to acknowledge what was
+        published, then close; idempotent. Records still unacknowledged then are counted in
+        ``stats()["drops"]`` and logged."""
         if self._loop is None or self._closing:
             return
         self._accepting = False
-        if self.connected:
-            with contextlib.suppress(LivenbError):
-                await self._flush()
-        self._closing = True
-        ws = self._ws
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await ws.close()
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-        await self._end_session()
-        self._fail(ConnectionClosedError("the client was closed"))
+        try:
+            if self.connected:
+                async with asyncio.timeout(flush_timeout):
+                    await self._flush()
+        except (LivenbError, TimeoutError):
+            pass
+        finally:
+            self._closing = True
+            ws = self._ws
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await ws.close()
+            if self._supervisor is not None:
+                self._supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._supervisor
+            await self._end_session()
+            self._fail(ConnectionClosedError("the client was closed"))
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -695,14 +703,12 @@ class AsyncClient:
                 await self.flush()
             return None
         _, frame_id = self.enqueue(topic, encoded, seal=True)
-        future = self._ack_waiters.get(frame_id)
-        if future is None:
-            future = self._ack_waiters[frame_id] = self.loop.create_future()
+        # No await between sealing and registering: the ack cannot arrive in between.
+        future = self._ack_waiters[frame_id] = self.loop.create_future()
         try:
             return await asyncio.shield(future)
         finally:
-            if future.done():
-                self._ack_waiters.pop(frame_id, None)
+            self._ack_waiters.pop(frame_id, None)
 
     async def flush(self) -> None:
         """Return once the hub has acknowledged every record published before this call
@@ -711,8 +717,10 @@ class AsyncClient:
         await self._flush()
 
     async def _flush(self) -> None:
-        target = self.outbox.records_added
-        if self.records_settled >= target:
+        # Every record published so far is in a frame numbered up to `target` once the open
+        # batches are sealed; the flush is done when all those frames are settled.
+        target = self.outbox.seal_all()
+        if self._settled_through(target):
             return
         future: asyncio.Future[None] = self.loop.create_future()
         entry = (target, future)
@@ -722,9 +730,15 @@ class AsyncClient:
         try:
             await future
         finally:
-            self._flush_requested = False
             if entry in self._settle_waiters:
                 self._settle_waiters.remove(entry)
+            self._flush_requested = bool(self._settle_waiters)
+
+    def _settled_through(self, frame_id: int) -> bool:
+        """True when every frame numbered up to ``frame_id`` is acknowledged or refused."""
+        unsent = self.outbox.first_ready_id()
+        unacked = self._unacked[0].id if self._unacked else unsent
+        return min(unsent, unacked) > frame_id
 
     async def _flush_loop(self, ws: ClientConnection) -> None:
         outbox = self.outbox
@@ -769,18 +783,25 @@ class AsyncClient:
             self._kick.clear()
 
     def _settle(self, frame_id: int, result: int | BaseException) -> None:
-        """Frames up to ``frame_id`` are acknowledged (the hub handles them in order)."""
+        """An ack settles frames up to ``frame_id`` (the hub stores and acknowledges them in
+        order, after the journal's commit when it has one). A refusal settles that frame only:
+        an error is sent at once, while earlier frames may still await their commit."""
         unacked = self._unacked
-        released = 0
-        while unacked and unacked[0].id <= frame_id:
-            frame = unacked.popleft()
-            released += frame.payload
-            self.records_settled += frame.records
+        settled = []
+        if isinstance(result, BaseException):
+            for frame in unacked:
+                if frame.id == frame_id:
+                    settled.append(frame)
+                    unacked.remove(frame)
+                    break
+        else:
+            while unacked and unacked[0].id <= frame_id:
+                settled.append(unacked.popleft())
+        released = sum(frame.payload for frame in settled)
+        self.records_settled += sum(frame.records for frame in settled)
         if released:
             self.outbox.release(released)
-        future = self._ack_waiters.get(frame_id)
-        if future is None and isinstance(result, BaseException):
-            self._ack_waiters[frame_id] = future = self.loop.create_future()
+        future = self._ack_waiters.pop(frame_id, None)
         if future is not None and not future.done():
             if isinstance(result, BaseException):
                 future.set_exception(result)
@@ -789,7 +810,7 @@ class AsyncClient:
                 future.set_result(result)
         if self._settle_waiters:
             for target, waiter in self._settle_waiters:
-                if self.records_settled >= target and not waiter.done():
+                if not waiter.done() and self._settled_through(target):
                     waiter.set_result(None)
 
     # ------------------------------------------------------------------ subscribe
@@ -978,7 +999,8 @@ class AsyncClient:
     def _on_error(self, err: p.Err) -> None:
         error = RemoteError(err.code, err.message)
         if type(err.id) is int and any(f.id == err.id for f in self._unacked):
-            # A refused frame: settled (it will not be stored); its publisher learns why.
+            # A refused frame: settled (it will not be stored); its publisher learns why, or,
+            # when nobody waits for it, the client's error list and the log.
             if err.id not in self._ack_waiters:
                 self.errors.append(err)
                 log.warning("livenb: the hub refused a publish (%s): %s", err.code, err.message)
@@ -1010,9 +1032,16 @@ class AsyncClient:
         if self._failure is not None:
             return
         self._failure = failure
-        self.unsent_dropped += self.outbox.discard()
-        self.unsent_dropped += sum(frame.records for frame in self._unacked)
+        lost = self.outbox.discard() + sum(frame.records for frame in self._unacked)
         self._unacked.clear()
+        if lost:
+            self.unsent_dropped += lost
+            log.warning(
+                "livenb: %d published records were not confirmed by the hub at %s (%s)",
+                lost,
+                self.url,
+                failure,
+            )
         waiters: list[asyncio.Future[Any]] = [*self._ack_waiters.values()]
         waiters += [waiter for _, waiter in self._settle_waiters]
         waiters += [future for _, future in self._pings]
@@ -1029,7 +1058,7 @@ class AsyncClient:
         self._routes.clear()
 
     def stats(self) -> dict[str, Any]:
-        subs = [s for group in self._subs.values() for s in group]
+        subs = [s for group in list(self._subs.values()) for s in list(group)]
         return {
             "url": self.url,
             "connected": self.connected,

@@ -133,11 +133,14 @@ class LoopThread:
         owned = list(self._owned)
 
         async def close_all() -> None:
-            # Clients first (they flush to hubs that may live here too), then hubs.
+            # Clients first, with part of the budget (they flush to hubs that may live here
+            # too), then hubs, so a journaled hub always writes what it holds.
             clients = [r for r in owned if not getattr(r, "is_hub", False)]
             hubs = [r for r in owned if getattr(r, "is_hub", False)]
-            for group in (clients, hubs):
-                await asyncio.gather(*(r.close() for r in group), return_exceptions=True)
+            await asyncio.gather(
+                *(r.close(timeout * 0.5) for r in clients), return_exceptions=True
+            )
+            await asyncio.gather(*(r.close() for r in hubs), return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout)

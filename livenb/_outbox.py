@@ -111,6 +111,18 @@ class Outbox:
             frames, self._ready = self._ready, []
             return frames
 
+    def seal_all(self) -> int:
+        """Seal every open batch; return the number of the newest sealed frame (0: none)."""
+        with self.lock:
+            for topic, batch in list(self._open.items()):
+                self._seal(topic, batch)
+            return self._next_id - 1
+
+    def first_ready_id(self) -> int:
+        """The number of the oldest sealed frame not yet taken (a huge number: none)."""
+        ready = self._ready
+        return ready[0].id if ready else 1 << 62
+
     def has_ready(self) -> bool:
         return bool(self._ready)
 

@@ -246,10 +246,12 @@ class Client:
         return self.aio.stats()
 
     def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
-        """Flush, then close (idempotent)."""
+        """Wait up to ``timeout`` seconds for the hub to acknowledge what was published, then
+        close (idempotent); records still unacknowledged are counted in ``stats()["drops"]``."""
         _guard()
         try:
-            loop_thread().run(self.aio.close(), timeout)
+            budget = None if timeout is None else timeout * 0.8  # leave time to finish closing
+            loop_thread().run(self.aio.close(budget), timeout)
         finally:
             loop_thread().disown(self.aio)
 

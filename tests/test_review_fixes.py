@@ -156,3 +156,32 @@ def test_ping_after_the_hub_closed_us_is_a_livenb_error(hub: Hub, unit: float) -
             c.ping(timeout=unit)
     finally:
         c.close()
+
+
+async def test_a_refusal_does_not_settle_earlier_frames(unit: float) -> None:
+    """The hub's err for a later frame can overtake acks of earlier ones (a journaled hub acks
+    after the commit); only the refused frame is settled."""
+    from livenb._outbox import Frame
+
+    client = AsyncClient("ws://127.0.0.1:9", None)
+    client._loop = asyncio.get_running_loop()
+
+    client._unacked.extend([Frame(1, b"a", 10, 1), Frame(2, b"b", 10, 1)])
+    client._settle(2, livenb.RemoteError("too_many_topics", "full"))
+    assert [f.id for f in client._unacked] == [1]
+    assert not client._settled_through(1)
+    client._settle(1, 1)
+    assert client._settled_through(2) and client.records_settled == 2
+    assert client._ack_waiters == {}
+
+
+def test_close_finishes_and_counts_what_a_gone_hub_never_acknowledged(unit: float) -> None:
+    with livenb.serve(port=0) as h:
+        c = h.connect(reconnect_delay=0.01)
+        c.publish("t", 1, ack=True)
+    # The hub is gone: the client keeps reconnecting in vain; close must still finish
+    # within its timeout, and count the record nobody confirmed.
+    c.publish("t", 2)
+    c.close(timeout=1.0)
+    assert c.aio.closed
+    assert c.stats()["drops"] == 1
