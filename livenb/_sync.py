@@ -44,11 +44,34 @@ def _guard() -> None:
         )
 
 
-class Subscription:
+class _Twin:
+    """What every blocking twin shares: a context manager that closes, and the twin's repr."""
+
+    aio: AsyncHub | AsyncClient | AsyncSubscription
+
+    def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        twin = type(self.aio).__name__
+        return repr(self.aio).replace(twin, twin.removeprefix("Async"), 1)
+
+
+class Subscription(_Twin):
     """A live subscription: ``frame`` (DataFrame of the window), ``wait``, iteration.
 
     Made by :meth:`Client.subscribe`; the async twin is :attr:`aio`.
     """
+
+    aio: AsyncSubscription
 
     def __init__(self, aio: AsyncSubscription) -> None:
         self.aio = aio
@@ -113,27 +136,20 @@ class Subscription:
         _guard()
         loop_thread().run(self.aio.close(), timeout)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _repr_html_(self) -> str:
         return self.frame.tail(20)._repr_html_()  # type: ignore[operator,no-any-return]
 
-    def __repr__(self) -> str:
-        return repr(self.aio).replace("AsyncSubscription", "Subscription")
 
 
-class Client:
+class Client(_Twin):
     """A blocking connection to a hub (see :func:`connect`); the async twin is :attr:`aio`.
 
     ``publish`` queues a record and returns at once (it blocks only while ``max_pending``
     bytes wait to be sent); records go out micro-batched within ``batch_delay``.
     """
+
+    aio: AsyncClient
 
     def __init__(
         self,
@@ -255,20 +271,13 @@ class Client:
         finally:
             loop_thread().disown(self.aio)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return repr(self.aio).replace("AsyncClient", "Client")
 
 
-class Hub:
+
+class Hub(_Twin):
     """A hub serving on livenb's loop thread (see :func:`serve`); the async twin is :attr:`aio`."""
+
+    aio: AsyncHub
 
     def __init__(
         self,
@@ -317,16 +326,7 @@ class Hub:
         finally:
             loop_thread().disown(self.aio)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return repr(self.aio).replace("AsyncHub", "Hub")
 
 
 def serve(
