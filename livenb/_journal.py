@@ -75,11 +75,13 @@ class Journal:
         limits_for: Callable[[str], HistoryLimits],
         on_durable: Callable[[list[Persist]], None],
         *,
+        on_failure: Callable[[BaseException], None] | None = None,
         trim_interval: float = TRIM_INTERVAL,
     ) -> None:
         self.path = path
         self._limits_for = limits_for
         self._on_durable = on_durable
+        self._on_failure = on_failure
         self._trim_interval = trim_interval
         self._queue: queue.SimpleQueue[Persist | None] = queue.SimpleQueue()
         self._db = _connect(path)
@@ -127,8 +129,10 @@ class Journal:
         self._thread.start()
 
     def submit(self, batch: Persist) -> None:
-        """Queue ``batch`` for the next commit (thread-safe, never blocks)."""
-        self._queue.put(batch)
+        """Queue ``batch`` for the next commit (thread-safe, never blocks). After a write
+        failure nothing more is queued: the hub stops taking connections (see AsyncHub)."""
+        if self.failure is None:
+            self._queue.put(batch)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer and close the file."""
@@ -160,6 +164,8 @@ class Journal:
             except Exception as exc:  # a full disk, a removed file: the hub must know
                 self.failure = exc
                 log.exception("livenb journal: writing failed; publishes are not acknowledged")
+                if self._on_failure is not None:
+                    self._on_failure(exc)
                 return
             self._on_durable(group)
             if stop:

@@ -555,9 +555,25 @@ class AsyncHub:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the hub is closed
                 loop.call_soon_threadsafe(self._on_durable, group)
 
-        self._journal = Journal(path, limits, durable)
+        def failed(exc: BaseException) -> None:  # on the journal's thread
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._journal_failed, exc)
+
+        self._journal = Journal(path, limits, durable, on_failure=failed)
         self._journal.start()
         log.info("livenb hub: journal %s, epoch %s, %d topics", path, state.epoch, len(state.last_seq))
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        """The journal cannot write: nothing more can be acknowledged. Close every connection
+        (1011, retryable) and refuse new ones (HTTP 503) so clients keep their unacknowledged
+        records and retry, instead of waiting on a hub that cannot keep its promise."""
+        log.error("livenb hub: the journal failed (%r); refusing connections until restarted", exc)
+        for peer in list(self._peers.values()):
+            if not peer.closing:
+                peer.closing = True
+                task = asyncio.create_task(peer.ws.close(1011, "journal failed"))
+                self._closers.add(task)
+                task.add_done_callback(self._closers.discard)
 
     def _on_durable(self, group: list[Persist]) -> None:
         now = time.time()
@@ -661,6 +677,10 @@ class AsyncHub:
 
     # ------------------------------------------------------------------ connections
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self._journal is not None and self._journal.failure is not None:
+            return ws.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "livenb: the hub's journal failed; try later\n"
+            )
         if self.token is None:
             return None  # auth is off: an Authorization header (e.g. from a proxy) is ignored
         headers = request.headers.get_all("Authorization")
