@@ -286,16 +286,18 @@ async def test_a_failing_journal_stops_the_hub_from_promising(tmp_path: object, 
     def broken_write(self: Journal, group: object) -> None:
         raise OSError(28, "No space left on device")
 
-    async with AsyncHub(port=0, journal=f"{tmp_path}/hub.journal") as hub:
-        async with AsyncClient(hub.url, hub.token, reconnect_delay=0.01, reconnect_max_delay=0.05) as c:
-            assert await c.publish("t", 1, ack=True) == 1
-            assert hub._journal is not None
-            hub._journal._write = broken_write.__get__(hub._journal)  # type: ignore[method-assign]
-            publishing = asyncio.create_task(c.publish("t", 2, ack=True))
-            await until(lambda: hub.stats()["journal_failure"] is not None, unit, "the failure")
-            await until(lambda: not c.connected, unit, "the hub closing the connection")
-            assert not publishing.done()  # never acknowledged ...
-            assert c.stats()["unacked_frames"] + c.stats()["pending_bytes"] > 0  # ... and kept
-            with pytest.raises(livenb.HubUnreachableError, match="503"):
-                await AsyncClient(hub.url, hub.token).connect()
-            publishing.cancel()
+    async with (
+        AsyncHub(port=0, journal=f"{tmp_path}/hub.journal") as hub,
+        AsyncClient(hub.url, hub.token, reconnect_delay=0.01, reconnect_max_delay=0.05) as c,
+    ):
+        assert await c.publish("t", 1, ack=True) == 1
+        assert hub._journal is not None
+        hub._journal._write = broken_write.__get__(hub._journal)  # type: ignore[method-assign]
+        publishing = asyncio.create_task(c.publish("t", 2, ack=True))
+        await until(lambda: hub.stats()["journal_failure"] is not None, unit, "the failure")
+        await until(lambda: not c.connected, unit, "the hub closing the connection")
+        assert not publishing.done()  # never acknowledged ...
+        assert c.stats()["unacked_frames"] + c.stats()["pending_bytes"] > 0  # ... and kept
+        with pytest.raises(livenb.HubUnreachableError, match="503"):
+            await AsyncClient(hub.url, hub.token).connect()
+        publishing.cancel()
