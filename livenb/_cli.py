@@ -844,13 +844,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     prog = f"{PROG} {args.command}"
     func: Callable[[argparse.Namespace], int] = args.func
+    library_log = logging.getLogger("livenb")
+    propagate = library_log.propagate
+    quiet = logging.NullHandler()  # also keeps logging's last-resort handler out
     if not getattr(args, "verbose", False):
         # The command reports failures itself, in one line; the library's warnings (e.g.
         # "records not confirmed") would only repeat them. -v shows the library's log.
-        library_log = logging.getLogger("livenb")
-        if not any(isinstance(h, logging.NullHandler) for h in library_log.handlers):
-            library_log.addHandler(logging.NullHandler())
+        library_log.addHandler(quiet)
         library_log.propagate = False
+    try:
+        return _run(func, args, prog)
+    finally:  # main() may run inside a larger program (tests): leave logging as it was
+        library_log.removeHandler(quiet)
+        library_log.propagate = propagate
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
     try:
         return func(args)
     except CliError as exc:

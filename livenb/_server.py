@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,7 @@ from ._history import (
 )
 from ._journal import Journal
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
+from ._origins import allowlist, is_loopback, origin_allowed
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
@@ -46,6 +47,7 @@ from ._topics import check_pattern
 log = logging.getLogger("livenb.hub")
 
 DEFAULT_PORT: Final = 8765
+DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_MAX_SIZE: Final = 1 << 20  # largest frame a client may send (close 1009 above it)
 DEFAULT_QUEUE_FRAMES: Final = 10_000  # per-connection outgoing queue bound, in frames ...
 DEFAULT_QUEUE_RECORDS: Final = 100_000  # ... in records (of queued msg frames) ...
@@ -455,7 +457,27 @@ class AsyncHub:
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         journal: str | os.PathLike[str] | None = None,
+        origins: Iterable[str] = (),
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        insecure: bool = False,
     ) -> None:
+        if not is_loopback(host):
+            if not insecure:
+                raise LivenbError(
+                    f"binding to {host!r} would expose the hub beyond this machine, where its "
+                    "token could be read off the network (livenb has no TLS yet); bind "
+                    "127.0.0.1 and tunnel (ssh -L), or pass insecure=True if you accept that"
+                )
+            log.warning(
+                "livenb hub: bound to %s with insecure=True: anyone on the network who learns "
+                "the token can read and write, and the traffic is not encrypted",
+                host,
+            )
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        self.origins = allowlist(origins)
+        self.max_connections = max_connections
+        self._refused: dict[str, int] = {"origin": 0, "token": 0, "capacity": 0}
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
         if slow_consumer not in SLOW_CONSUMER_POLICIES:
@@ -650,6 +672,8 @@ class AsyncHub:
             "errors": dict(c.errors),
             "drops": self._slow_consumer_drops,
             "dead_peers": self._dead_peers,
+            "refused": dict(self._refused),
+            "max_connections": self.max_connections,
             "journal": None if self.journal_path is None else str(self.journal_path),
             "journal_commits": 0 if self._journal is None else self._journal.commits,
             "journal_failure": (
@@ -677,6 +701,15 @@ class AsyncHub:
 
     # ------------------------------------------------------------------ connections
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        # A web page the user visits can open a WebSocket to localhost: only pages from an
+        # allowed origin may (browsers always send Origin; other clients do not).
+        origin = request.headers.get_all("Origin")
+        if len(origin) > 1 or not origin_allowed(origin[0] if origin else None, self.origins):
+            self._refused["origin"] += 1
+            return ws.respond(HTTPStatus.FORBIDDEN, "livenb: this page's origin is not allowed\n")
+        if len(self._peers) >= self.max_connections:
+            self._refused["capacity"] += 1
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "livenb: too many connections\n")
         if self._journal is not None and self._journal.failure is not None:
             return ws.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "livenb: the hub's journal failed; try later\n"
@@ -692,6 +725,7 @@ class AsyncHub:
             or scheme.lower() != "bearer"
             or not self._core.check_token(presented.strip())
         ):
+            self._refused["token"] += 1
             return ws.respond(HTTPStatus.UNAUTHORIZED, "livenb: missing or wrong access token\n")
         return None
 
