@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import ipaddress
 import logging
 import os
 import shlex
@@ -34,6 +33,7 @@ from ._errors import (
     LivenbError,
     LivenbTimeoutError,
 )
+from ._origins import is_loopback
 from ._sync import Client, Subscription, connect, serve
 from ._topics import check_pattern, check_topic
 
@@ -117,15 +117,6 @@ def _pattern(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _connect(args: argparse.Namespace) -> Client:
     """Connect with ``--url``/``--token`` or ``$LIVENB_URL``/``$LIVENB_TOKEN``."""
     url: str = args.url or os.environ.get("LIVENB_URL") or DEFAULT_URL
@@ -190,6 +181,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         options: dict[str, Any] = {"auth": False} if args.no_auth else {"token": args.token}
         options["slow_consumer"] = args.slow_consumer
+        options["origins"] = args.origin
+        options["insecure"] = args.insecure
         if args.journal:
             options["journal"] = args.journal
         hub = serve(args.host, args.port, **options)
@@ -212,7 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"{hub.url} can read and publish every topic. Use it only on a trusted "
                     "machine; drop --no-auth to require a token.",
                 )
-            if not _is_loopback(args.host):
+            if not is_loopback(args.host):
                 _say(
                     prog,
                     f"WARNING: listening on {args.host}, reachable from other machines. The hub "
@@ -675,6 +668,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth",
         action="store_true",
         help="accept clients without a token (anyone who can connect can read and write)",
+    )
+    serve_p.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser pages from this origin (scheme://host[:port]); repeatable; "
+        "without it, browsers are refused (403)",
+    )
+    serve_p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow --host beyond loopback although the hub has no TLS (the token and the "
+        "records cross the network in clear text)",
     )
     serve_p.add_argument(
         "--journal",

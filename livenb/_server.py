@@ -466,7 +466,8 @@ class AsyncHub:
                 raise LivenbError(
                     f"binding to {host!r} would expose the hub beyond this machine, where its "
                     "token could be read off the network (livenb has no TLS yet); bind "
-                    "127.0.0.1 and tunnel (ssh -L), or pass insecure=True if you accept that"
+                    "127.0.0.1 and tunnel (ssh -L), or pass insecure=True (livenb serve --insecure) "
+                    "if you accept that"
                 )
             log.warning(
                 "livenb hub: bound to %s with insecure=True: anyone on the network who learns "

@@ -451,3 +451,15 @@ def test_serve_with_journal_keeps_the_epoch(tmp_path: Path, unit: float) -> None
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=4 * unit)
     assert epochs[0] == epochs[1]
+
+
+def test_serve_refuses_a_network_bind_without_insecure(unit: float) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "livenb", "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=4 * unit,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert_one_clean_error(result.stderr, "livenb serve: error:", "insecure=True")
