@@ -28,6 +28,7 @@ NOT_SUBSCRIBED: Final = "not_subscribed"
 TOO_MANY_TOPICS: Final = "too_many_topics"
 TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 INTERNAL_ERROR: Final = "internal_error"  # a hub bug; the request was not carried out
+RATE_LIMITED: Final = "rate_limited"  # over the connection's publish rate; nothing stored
 ERROR_CODES: Final = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -38,6 +39,7 @@ ERROR_CODES: Final = (
     NOT_SUBSCRIBED,
     TOO_MANY_TOPICS,
     TOO_MANY_SUBSCRIPTIONS,
+    RATE_LIMITED,
     INTERNAL_ERROR,
 )
 
@@ -48,6 +50,7 @@ CLOSE_GOING_AWAY: Final = 1001  # the hub is shutting down; reconnect elsewhere 
 CLOSE_TOO_BIG: Final = 1009  # a frame exceeded the hub's max_size
 CLOSE_SLOW_CONSUMER: Final = 4008  # outgoing queue overflowed; reconnect and resume
 CLOSE_UNAUTHORIZED: Final = 4401  # missing/wrong token in the first {"op":"auth"} message
+CLOSE_RATE_LIMITED: Final = 4429  # kept publishing over the rate limit after rate_limited errors
 RECONNECT_CODES: Final = range(4000, 4400)
 FATAL_CODES: Final = range(4400, 5000)
 # Standard codes after which reconnecting would only repeat the failure.

@@ -36,6 +36,7 @@ from ._origins import allowlist, is_loopback, origin_allowed
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_RATE_LIMIT,
     Action,
     Close,
     HubCore,
@@ -459,6 +460,8 @@ class AsyncHub:
         journal: str | os.PathLike[str] | None = None,
         origins: Iterable[str] = (),
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        rate_limit: float | None = DEFAULT_RATE_LIMIT,
+        rate_burst: float | None = None,
         insecure: bool = False,
     ) -> None:
         if not is_loopback(host):
@@ -514,6 +517,8 @@ class AsyncHub:
                 for pattern, limits in (history_rules or {}).items()
             ],
             "history_total_bytes": history_total_bytes,
+            "rate_limit": rate_limit,
+            "rate_burst": rate_burst,
         }
         self._core = HubCore(**self._core_options)
         self._server: Server | None = None
@@ -674,6 +679,7 @@ class AsyncHub:
             "drops": self._slow_consumer_drops,
             "dead_peers": self._dead_peers,
             "refused": dict(self._refused),
+            "rate_limited_records": c.rate_limited,
             "max_connections": self.max_connections,
             "journal": None if self.journal_path is None else str(self.journal_path),
             "journal_commits": 0 if self._journal is None else self._journal.commits,
@@ -772,6 +778,9 @@ class AsyncHub:
                         await task
 
     async def _receive(self, conn: int, frame: str | bytes) -> None:
+        peer = self._peers.get(conn)
+        if peer is not None and peer.closing:
+            return  # read only to reach the peer's close frame; nothing more is handled
         core = self._core
         if type(frame) is str:
             core.receive(conn, frame, time.time())
@@ -781,9 +790,8 @@ class AsyncHub:
             for exc in core.internal_failures:
                 log.error("livenb hub: a request failed inside the hub", exc_info=exc)
             core.internal_failures.clear()
-        closes = self._dispatch(core.drain())
-        for peer, code, reason in closes:
-            await self._close_peer(peer, code, reason)
+        for peer, code, reason in self._dispatch(core.drain()):
+            self._close_peer(peer, code, reason)
 
     def _dispatch(self, actions: list[Action]) -> list[tuple[_Peer, int, str]]:
         """Queue frames, hand batches to the journal; return the closes to carry out."""
@@ -826,18 +834,29 @@ class AsyncHub:
         task.add_done_callback(self._closers.discard)
         task.add_done_callback(_ignore_result)
 
-    async def _close_slow(self, ws: ServerConnection) -> None:
-        """Close with 4008. The close frame waits behind what is already written; a peer that
-        does not take it within ``send_timeout`` is aborted, which frees its buffers at once."""
+    async def _close_slow(
+        self,
+        ws: ServerConnection,
+        code: int = p.CLOSE_SLOW_CONSUMER,
+        reason: str = "slow consumer",
+    ) -> None:
+        """Close with ``code``. The close frame waits behind what is already written; a peer
+        that does not take it within ``send_timeout`` is aborted, which frees its buffers."""
         try:
             async with asyncio.timeout(self.send_timeout):
-                await ws.close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+                await ws.close(code, reason)
         except TimeoutError:
             ws.transport.abort()
 
-    async def _close_peer(self, peer: _Peer, code: int, reason: str) -> None:
+    def _close_peer(self, peer: _Peer, code: int, reason: str) -> None:
+        """Close ``peer`` in the background: the close handshake needs the peer's reply, which
+        may sit behind frames its handler has yet to read (and discard)."""
+        if peer.closing:
+            return
         peer.closing = True
-        await peer.ws.close(code, reason)
+        task = asyncio.create_task(self._close_slow(peer.ws, code, reason))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def _run_sender(self, peer: _Peer) -> None:
         try:

@@ -34,6 +34,10 @@ GAP_HISTORY_EXCEEDED: Final = "history_exceeded"  # older than what the topic's 
 
 DEFAULT_MAX_TOPICS: Final = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 1_000
+# Records per second per connection: far above what one client needs, far below a flood.
+DEFAULT_RATE_LIMIT: Final = 1_000_000.0
+# Rate-limited frames (forgiven at one per second) before a flooding connection is closed.
+MAX_STRIKES: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,10 @@ Action = Send | Close | Persist
 class _Connection:
     authenticated: bool
     patterns: set[str] = field(default_factory=set)
+    tokens: float = 0.0  # the publish rate limit's token bucket, in records
+    refilled: float = float("-inf")  # when the bucket was last topped up (starts full)
+    strikes: float = 0.0  # rate-limited frames, forgiven at one per second
+    struck: float = 0.0  # when strikes was last updated
 
 
 @dataclass(slots=True)
@@ -91,6 +99,7 @@ class HubCounters:
     frames_out: int = 0
     records_out: int = 0
     replayed: int = 0  # frames replayed from history on resume
+    rate_limited: int = 0  # records refused by the publish rate limit
     gaps: int = 0  # gaps reported on resume
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -109,6 +118,8 @@ class HubCore:
         epoch: str | None = None,
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        rate_limit: float | None = DEFAULT_RATE_LIMIT,
+        rate_burst: float | None = None,
         history: HistoryLimits = DEFAULT_HISTORY,
         history_rules: Iterable[tuple[str, HistoryLimits]] = (),
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
@@ -118,6 +129,10 @@ class HubCore:
         self._token = token
         self.max_topics = max_topics
         self.max_subscriptions = max_subscriptions
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError("rate_limit must be > 0 records per second (or None: no limit)")
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst if rate_burst is not None else rate_limit or 0.0
         self.counters = HubCounters()
         self._connections: dict[int, _Connection] = {}
         self._seq: dict[str, int] = {}  # topic -> last assigned seq
@@ -238,8 +253,37 @@ class HubCore:
         reason = "wrong token" if isinstance(message, p.Auth) else "authenticate first"
         self._out.append(Close(conn, p.CLOSE_UNAUTHORIZED, reason))
 
+    def _within_rate(self, conn: int, message: p.Pub, n: int, now: float) -> bool:
+        """Take ``n`` records from the connection's token bucket; refuse (err rate_limited)
+        when it is empty, and close a connection that keeps flooding (4429)."""
+        assert self.rate_limit is not None
+        state = self._connections[conn]
+        state.tokens = min(self.rate_burst, state.tokens + (now - state.refilled) * self.rate_limit)
+        state.refilled = now
+        if state.tokens >= n:
+            state.tokens -= n
+            return True
+        self.counters.rate_limited += n
+        state.strikes = max(0.0, state.strikes - (now - state.struck)) + 1
+        state.struck = now
+        if state.strikes > MAX_STRIKES:
+            self._out.append(Close(conn, p.CLOSE_RATE_LIMITED, "publish rate limit exceeded"))
+        else:
+            self._error(
+                conn,
+                p.RATE_LIMITED,
+                f"over the publish rate limit of {self.rate_limit:g} records/s; slow down",
+                message.id,
+                message.topic,
+            )
+        return False
+
     def _publish(self, conn: int, message: p.Pub, now: float) -> None:
         topic = message.topic
+        if self.rate_limit is not None and not self._within_rate(
+            conn, message, len(message.records), now
+        ):
+            return
         pid = message.pid
         if pid is not None:
             known = self.producers.seen(pid, message.id)  # type: ignore[arg-type]

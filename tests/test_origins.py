@@ -7,7 +7,7 @@ import logging
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import livenb
 from livenb import AsyncClient, AsyncHub
@@ -111,3 +111,31 @@ async def test_connections_above_the_cap_get_503(unit: float) -> None:
             assert await a.publish("t", 1, ack=True) == 1
             assert await b.publish("t", 2, ack=True) == 2
         assert hub.stats()["refused"]["capacity"] == 1
+
+
+async def test_a_flooding_client_is_limited_and_others_lose_nothing(unit: float) -> None:
+    async with (
+        AsyncHub(port=0, rate_limit=1000.0) as hub,
+        AsyncClient(hub.url, hub.token) as watcher,
+        AsyncClient(hub.url, hub.token) as good,
+    ):
+        sub = watcher.subscribe("t", window=None)
+        await sub.wait_ready()
+        headers = {"Authorization": f"Bearer {hub.token}"}
+        async with connect(hub.url, additional_headers=headers) as flooder:
+            batch = ",".join(["1"] * 100)
+            for _ in range(200):  # 20,000 records at once: 10x what 1,000/s allows
+                await flooder.send('{"op":"pub","topic":"t","batch":[' + batch + "]}")
+                await good.publish("t", {"ok": True})
+            await good.flush()
+            refusals = 0
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(2 * unit):
+                    while True:
+                        if '"rate_limited"' in str(await flooder.recv()):
+                            refusals += 1
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+            assert refusals >= 1
+        assert hub.stats()["rate_limited_records"] >= 10_000
+        # The well-behaved publisher lost nothing.
+        assert good.stats()["records_acked"] == 200 and good.stats()["errors"] == 0

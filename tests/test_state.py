@@ -197,3 +197,24 @@ def test_record_too_deep_to_relay_is_refused_and_not_stored() -> None:
     assert c.last_seq("t") == 0
     c.receive(2, '{"op":"pub","topic":"t","data":1}', 1.0)
     assert frames_for(c.drain(), 1)[0]["seq"] == 1
+
+
+def test_publish_rate_limit_refuses_then_closes_a_flooder() -> None:
+    c = HubCore(rate_limit=10.0, rate_burst=10.0)
+    for conn in (1, 2):
+        c.open(conn, authenticated=True)
+    c.receive(2, '{"op":"sub","topic":"t"}', 0.0)
+    c.drain()
+    c.receive(1, '{"op":"pub","topic":"t","batch":[1,2,3,4,5,6,7,8,9,10],"id":1}', 0.0)
+    assert frames_for(c.drain(), 1)[0]["op"] == "ack"  # the burst
+    c.receive(1, '{"op":"pub","topic":"t","data":11,"id":2}', 0.0)
+    (err,) = frames_for(c.drain(), 1)
+    assert err["code"] == p.RATE_LIMITED and err["id"] == 2
+    c.receive(1, '{"op":"pub","topic":"t","data":11,"id":3}', 0.5)  # 5 tokens came back
+    assert frames_for(c.drain(), 1)[0]["op"] == "ack"
+    assert c.last_seq("t") == 11  # the refused record was not stored
+    for _ in range(200):
+        c.receive(1, '{"op":"pub","topic":"t","batch":[1,2,3,4,5,6,7,8,9,10,11,12]}', 0.5)
+    closes = [a for a in c.drain() if isinstance(a, Close)]
+    assert closes and closes[0].code == p.CLOSE_RATE_LIMITED
+    assert c.counters.rate_limited >= 12 * 100
