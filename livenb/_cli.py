@@ -123,8 +123,12 @@ def _connect(args: argparse.Namespace) -> Client:
     token: str | None = args.token or os.environ.get("LIVENB_TOKEN") or None
     timeout: float = args.timeout
     reconnect = not getattr(args, "no_reconnect", False)
+    cafile: str | None = args.cafile or os.environ.get("LIVENB_CAFILE") or None
+    tls: dict[str, Any] = {"cafile": cafile} if cafile and url.startswith("wss://") else {}
     try:
-        return connect(url, token, timeout=timeout, open_timeout=timeout, reconnect=reconnect)
+        return connect(
+            url, token, timeout=timeout, open_timeout=timeout, reconnect=reconnect, **tls
+        )
     except ValueError as exc:  # a malformed URL
         raise CliError(f"{exc} (set --url or LIVENB_URL)", EXIT_USAGE) from None
     except AuthenticationError:
@@ -183,21 +187,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["slow_consumer"] = args.slow_consumer
         options["origins"] = args.origin
         options["insecure"] = args.insecure
+        options["tls"] = args.tls
+        if args.certfile:
+            options["certfile"] = args.certfile
+            options["keyfile"] = args.keyfile
         if args.journal:
             options["journal"] = args.journal
         hub = serve(args.host, args.port, **options)
         try:
             print(f"livenb hub: {hub.url}", flush=True)
+            exports = f"LIVENB_URL={hub.url}"
             if hub.token is None:
                 print("token: none (authentication is OFF)", flush=True)
-                print(f"connect with: export LIVENB_URL={hub.url}", flush=True)
             else:
                 print(f"token: {hub.token}", flush=True)
-                print(
-                    f"connect with: export LIVENB_URL={hub.url} "
-                    f"LIVENB_TOKEN={shlex.quote(hub.token)}",
-                    flush=True,
-                )
+                exports += f" LIVENB_TOKEN={shlex.quote(hub.token)}"
+            if hub.cafile is not None:
+                exports += f" LIVENB_CAFILE={shlex.quote(str(hub.cafile))}"
+            print(f"connect with: export {exports}", flush=True)
+            if hub.cafile is not None:
+                print(f"certificate (self-signed; clients trust it): {hub.cafile}", flush=True)
             if args.no_auth:
                 _say(
                     prog,
@@ -634,6 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conn.add_argument("--token", help="access token (default: $LIVENB_TOKEN)", default=None)
     conn.add_argument(
+        "--cafile",
+        default=None,
+        help="CA certificate to trust for a wss:// hub (default: $LIVENB_CAFILE, else the "
+        "system's CAs); for `serve --tls` it is the certificate file serve prints",
+    )
+    conn.add_argument(
         "--timeout",
         type=_positive_float,
         default=DEFAULT_TIMEOUT,
@@ -669,6 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept clients without a token (anyone who can connect can read and write)",
     )
+    serve_p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve wss:// with a new self-signed certificate for localhost (its path is "
+        "printed: clients pass it as --cafile / cafile=)",
+    )
+    serve_p.add_argument("--certfile", default=None, help="serve wss:// with this certificate")
+    serve_p.add_argument("--keyfile", default=None, help="the private key of --certfile")
     serve_p.add_argument(
         "--origin",
         action="append",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
+import ssl as ssl_module
 import threading
 import time
 from collections import deque
@@ -30,6 +32,7 @@ from ._errors import (
 )
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._outbox import PENDING_POLICY, WAKE_NONE, WAKE_NOW, Frame, Outbox
+from ._tls import client_context
 from ._topics import check_pattern, check_topic, matches
 from ._window import DEFAULT_ROWS, WindowSpec, make_window
 
@@ -403,6 +406,8 @@ class AsyncClient:
         reconnect_delay: float = DEFAULT_RECONNECT_DELAY,
         reconnect_max_delay: float = DEFAULT_RECONNECT_MAX_DELAY,
         healthy_after: float = DEFAULT_HEALTHY_AFTER,
+        cafile: str | os.PathLike[str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a hub URL starts with ws:// or wss:// (got {url!r})")
@@ -412,6 +417,12 @@ class AsyncClient:
             raise ValueError("need 0 < reconnect_delay <= reconnect_max_delay")
         self.url = url
         self.token = token
+        if url.startswith("wss://"):
+            self._ssl: ssl_module.SSLContext | None = ssl or client_context(cafile)
+        elif ssl is not None or cafile is not None:
+            raise ValueError(f"cafile= and ssl= are for wss:// URLs (got {url!r})")
+        else:
+            self._ssl = None
         self.batch_delay = batch_delay
         self.max_size = max_size
         self.max_record = max_record
@@ -498,6 +509,7 @@ class AsyncClient:
         try:
             return await connect(
                 self.url,
+                ssl=self._ssl,
                 additional_headers=headers,
                 compression=None,
                 max_size=self.max_size,
@@ -516,11 +528,16 @@ class AsyncClient:
                 f"the server at {self.url} refused the WebSocket upgrade "
                 f"(HTTP {exc.response.status_code}); is it a livenb hub?"
             ) from None
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
+        except ssl_module.SSLCertVerificationError as exc:
             raise HubUnreachableError(
-                f"cannot reach a livenb hub at {self.url} ({exc}); is it running? "
-                "(start one with livenb.serve() or `livenb serve`)"
+                f"the hub at {self.url} presented a certificate this client does not trust "
+                f"({exc.verify_message}); pass cafile= (for tls=True: the hub's hub.cafile)"
             ) from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            hint = "is it running? (start one with livenb.serve() or `livenb serve`)"
+            if self.url.startswith("ws://") and isinstance(exc, InvalidHandshake | EOFError):
+                hint = "if the hub uses TLS, connect to its wss:// URL"
+            raise HubUnreachableError(f"cannot reach a livenb hub at {self.url} ({exc}); {hint}") from None
 
     def _start_session(self, ws: ClientConnection) -> None:
         self._ws = ws

@@ -43,6 +43,7 @@ from ._state import (
     Persist,
     Send,
 )
+from ._tls import self_signed, server_context
 from ._topics import check_pattern
 
 log = logging.getLogger("livenb.hub")
@@ -462,21 +463,32 @@ class AsyncHub:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         rate_limit: float | None = DEFAULT_RATE_LIMIT,
         rate_burst: float | None = None,
+        tls: bool = False,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
         insecure: bool = False,
     ) -> None:
-        if not is_loopback(host):
+        if keyfile is not None and certfile is None:
+            raise ValueError("keyfile= needs certfile=")
+        self.tls = tls or certfile is not None
+        if not is_loopback(host) and not (self.tls and auth):
             if not insecure:
                 raise LivenbError(
-                    f"binding to {host!r} would expose the hub beyond this machine, where its "
-                    "token could be read off the network (livenb has no TLS yet); bind "
-                    "127.0.0.1 and tunnel (ssh -L), or pass insecure=True (livenb serve --insecure) "
-                    "if you accept that"
+                    f"binding to {host!r} exposes the hub beyond this machine: that needs both "
+                    "a token and TLS (tls=True, or certfile=/keyfile=), so the token and the "
+                    "records do not cross the network in clear text; or bind 127.0.0.1 and "
+                    "tunnel (ssh -L); or pass insecure=True (livenb serve --insecure) if you "
+                    "accept the risk"
                 )
             log.warning(
-                "livenb hub: bound to %s with insecure=True: anyone on the network who learns "
-                "the token can read and write, and the traffic is not encrypted",
+                "livenb hub: bound to %s with insecure=True and without %s: the traffic can be "
+                "read or forged on the network",
                 host,
+                "TLS" if auth else "a token",
             )
+        self.certfile = None if certfile is None else Path(certfile)
+        self.keyfile = None if keyfile is None else Path(keyfile)
+        self.cafile: Path | None = None  # with a self-signed certificate: give it to clients
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.origins = allowlist(origins)
@@ -541,11 +553,19 @@ class AsyncHub:
             raise LivenbError("this hub was closed; create a new one")
         if self.journal_path is not None and self._journal is None:
             await self._open_journal(self.journal_path)
+        ssl_context = None
+        if self.tls:
+            if self.certfile is None:  # tls=True: a self-signed certificate for localhost
+                self.certfile, self.keyfile = await asyncio.to_thread(self_signed)
+                self.cafile = self.certfile
+            assert self.certfile is not None
+            ssl_context = server_context(self.certfile, self.keyfile)
         try:
             self._server = await serve(
                 self._handle,
                 self.host,
                 self._requested_port,
+                ssl=ssl_context,
                 compression=None,
                 max_size=self.max_size,
                 ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
@@ -642,8 +662,8 @@ class AsyncHub:
 
     @property
     def url(self) -> str:
-        """The hub's ``ws://host:port`` URL (valid after start)."""
-        return _format_url("ws", self.host, self.port)
+        """The hub's ``ws://host:port`` (``wss://`` with TLS) URL (valid after start)."""
+        return _format_url("wss" if self.tls else "ws", self.host, self.port)
 
     @property
     def epoch(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -314,8 +315,16 @@ class Hub(_Twin):
         """Counters: connections, topics, frames and records in/out, errors, drops."""
         return self.aio.stats()
 
+    @property
+    def cafile(self) -> Path | None:
+        """With ``tls=True``: the self-signed certificate clients must trust (``cafile=``)."""
+        return self.aio.cafile
+
     def connect(self, **options: Any) -> Client:
-        """A :class:`Client` of this hub (same as ``livenb.connect(hub.url, token=hub.token)``)."""
+        """A :class:`Client` of this hub (same as ``livenb.connect(hub.url, token=hub.token)``,
+        plus ``cafile=hub.cafile`` for a self-signed TLS hub)."""
+        if self.aio.cafile is not None:
+            options.setdefault("cafile", self.aio.cafile)
         return Client(self.url, self.token, **options)
 
     def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:

@@ -463,3 +463,33 @@ def test_serve_refuses_a_network_bind_without_insecure(unit: float) -> None:
     )
     assert result.returncode == 1
     assert_one_clean_error(result.stderr, "livenb serve: error:", "insecure=True")
+
+
+def test_serve_tls_and_clients_with_cafile(unit: float) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livenb", "serve", "--port", "0", "--tls"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        token = proc.stdout.readline().split()[-1]
+        exports = proc.stdout.readline()
+        cafile = proc.stdout.readline().split()[-1]
+        assert url.startswith("wss://") and "LIVENB_CAFILE=" in exports
+        env = _env(LIVENB_URL=url, LIVENB_TOKEN=token, LIVENB_CAFILE=cafile)
+        result = subprocess.run(
+            [sys.executable, "-m", "livenb", "pub", "T", '{"x": 1}', "--ack"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=4 * unit,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=4 * unit)
