@@ -57,7 +57,9 @@ DEFAULT_MAX_RECORD: Final = (1 << 20) - 1024
 DEFAULT_BUFFER: Final = 10_000  # unread records kept for iteration before dropping the oldest
 UNREAD_POLICY: Final = "drop_oldest"
 # err codes with a topic that mean "your sub was refused" (others concern a publish)
-_SUBSCRIBE_REFUSALS: Final = frozenset({p.TOO_MANY_SUBSCRIPTIONS, p.INVALID_TOPIC, p.BAD_FIELD})
+_SUBSCRIBE_REFUSALS: Final = frozenset(
+    {p.TOO_MANY_SUBSCRIPTIONS, p.INVALID_TOPIC, p.BAD_FIELD, p.FORBIDDEN}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ TOO_MANY_TOPICS: Final = "too_many_topics"
 TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 INTERNAL_ERROR: Final = "internal_error"  # a hub bug; the request was not carried out
 RATE_LIMITED: Final = "rate_limited"  # over the connection's publish rate; nothing stored
+FORBIDDEN: Final = "forbidden"  # the connection's token lacks the right for this topic
 ERROR_CODES: Final = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -39,6 +40,7 @@ ERROR_CODES: Final = (
     NOT_SUBSCRIBED,
     TOO_MANY_TOPICS,
     TOO_MANY_SUBSCRIPTIONS,
+    FORBIDDEN,
     RATE_LIMITED,
     INTERNAL_ERROR,
 )

@@ -33,6 +33,7 @@ from ._history import (
 from ._journal import Journal
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._origins import allowlist, is_loopback, origin_allowed
+from ._permissions import grants
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
@@ -463,6 +464,7 @@ class AsyncHub:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         rate_limit: float | None = DEFAULT_RATE_LIMIT,
         rate_burst: float | None = None,
+        tokens: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
         tls: bool = False,
         certfile: str | os.PathLike[str] | None = None,
         keyfile: str | os.PathLike[str] | None = None,
@@ -531,6 +533,7 @@ class AsyncHub:
             "history_total_bytes": history_total_bytes,
             "rate_limit": rate_limit,
             "rate_burst": rate_burst,
+            "tokens": {t: grants(rights) for t, rights in (tokens or {}).items()},
         }
         self._core = HubCore(**self._core_options)
         self._server: Server | None = None
@@ -758,10 +761,14 @@ class AsyncHub:
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = next(self._ids)
-        # _process_request already refused a wrong header; a present one is the right token.
-        has_header = ws.request is not None and "Authorization" in ws.request.headers
+        # _process_request already refused a wrong header; a present one is a hub token.
+        header = None if ws.request is None else ws.request.headers.get("Authorization")
+        has_header = header is not None
         core = self._core
-        core.open(conn, authenticated=has_header)
+        core.open(
+            conn,
+            permissions=None if header is None else core.authorize(header.partition(" ")[2].strip()),
+        )
         peer = _Peer(
             conn, ws, self.queue_frames, self.queue_bytes, self.queue_records, self.slow_consumer
         )

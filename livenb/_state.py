@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from ._history import (
     TopicHistory,
     limits_for,
 )
+from ._permissions import EVERYTHING, Permissions
 from ._producers import ProducerTable
 from ._topics import is_pattern, matches
 
@@ -82,7 +83,7 @@ Action = Send | Close | Persist
 
 @dataclass(slots=True)
 class _Connection:
-    authenticated: bool
+    perms: Permissions | None  # None until the connection has authenticated
     patterns: set[str] = field(default_factory=set)
     tokens: float = 0.0  # the publish rate limit's token bucket, in records
     refilled: float = float("-inf")  # when the bucket was last topped up (starts full)
@@ -124,9 +125,17 @@ class HubCore:
         history_rules: Iterable[tuple[str, HistoryLimits]] = (),
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
         journaled: bool = False,
+        tokens: Mapping[str, Permissions] | None = None,
     ) -> None:
         self.epoch: Final = epoch or secrets.token_hex(8)
         self._token = token
+        # (token, rights): the hub's own token may do everything
+        self._tokens: list[tuple[bytes, Permissions]] = []
+        if token is not None:
+            self._tokens.append((token.encode(), EVERYTHING))
+            self._tokens += [(t.encode(), perms) for t, perms in (tokens or {}).items()]
+        elif tokens:
+            raise ValueError("extra tokens need a hub with authentication on")
         self.max_topics = max_topics
         self.max_subscriptions = max_subscriptions
         if rate_limit is not None and not rate_limit > 0:
@@ -151,9 +160,12 @@ class HubCore:
         self.internal_failures: list[Exception] = []  # the newest few, for the log
 
     # ------------------------------------------------------------------ connections
-    def open(self, conn: int, *, authenticated: bool) -> None:
-        """Register a new connection; unauthenticated ones must send ``auth`` first."""
-        self._connections[conn] = _Connection(authenticated or self._token is None)
+    def open(self, conn: int, *, permissions: Permissions | None) -> None:
+        """Register a new connection with the rights of the token it presented; with None it
+        must send ``auth`` first (on a hub without tokens it may do everything)."""
+        if self._token is None:
+            permissions = EVERYTHING
+        self._connections[conn] = _Connection(permissions)
 
     def close(self, conn: int) -> None:
         """Forget a connection and all its subscriptions (idempotent)."""
@@ -165,11 +177,19 @@ class HubCore:
 
     def check_token(self, presented: str | None) -> bool:
         """Constant-time token check; always true when the hub has no token."""
+        return self.authorize(presented) is not None
+
+    def authorize(self, presented: str | None) -> Permissions | None:
+        """The rights of ``presented`` (None: not a token of this hub). Every token is
+        compared, in constant time, so timing tells nothing about which one was close."""
         if self._token is None:
-            return True
-        if presented is None:
-            return False
-        return hmac.compare_digest(presented.encode(), self._token.encode())
+            return EVERYTHING
+        found = None
+        candidate = (presented or "").encode()
+        for token, permissions in self._tokens:
+            if hmac.compare_digest(candidate, token) and presented is not None:
+                found = permissions
+        return found
 
     @property
     def connections(self) -> int:
@@ -198,12 +218,12 @@ class HubCore:
         try:
             message = p.decode_client(frame)
         except ProtocolError as exc:
-            if not state.authenticated:
+            if state.perms is None:
                 self._out.append(Close(conn, p.CLOSE_UNAUTHORIZED, "authenticate first"))
                 return
             self._error(conn, exc.code, exc.message, _request_id_of(frame))
             return
-        if not state.authenticated:
+        if state.perms is None:
             self._authenticate(conn, state, message)
             return
         try:
@@ -235,7 +255,7 @@ class HubCore:
         if state is None:
             return
         self.counters.frames_in += 1
-        if not state.authenticated:
+        if state.perms is None:
             self._out.append(Close(conn, p.CLOSE_UNAUTHORIZED, "authenticate first"))
             return
         self._error(conn, p.BINARY_FRAME, "livenb frames are JSON text frames, not binary")
@@ -247,8 +267,9 @@ class HubCore:
 
     # ------------------------------------------------------------------ handlers
     def _authenticate(self, conn: int, state: _Connection, message: p.ClientMessage) -> None:
-        if isinstance(message, p.Auth) and self.check_token(message.token):
-            state.authenticated = True
+        permissions = self.authorize(message.token) if isinstance(message, p.Auth) else None
+        if permissions is not None:
+            state.perms = permissions
             return
         reason = "wrong token" if isinstance(message, p.Auth) else "authenticate first"
         self._out.append(Close(conn, p.CLOSE_UNAUTHORIZED, reason))
@@ -280,6 +301,12 @@ class HubCore:
 
     def _publish(self, conn: int, message: p.Pub, now: float) -> None:
         topic = message.topic
+        perms = self._connections[conn].perms
+        if perms is not EVERYTHING and not (perms and perms.may_publish(topic)):
+            self._error(
+                conn, p.FORBIDDEN, f"this token may not publish to {topic!r}", message.id, topic
+            )
+            return
         if self.rate_limit is not None and not self._within_rate(
             conn, message, len(message.records), now
         ):
@@ -392,6 +419,9 @@ class HubCore:
     def _subscribe(
         self, conn: int, state: _Connection, pattern: str, since: p.Position | None, now: float
     ) -> None:
+        if not is_pattern(pattern) and not self._may_read(conn, pattern):
+            self._error(conn, p.FORBIDDEN, f"this token may not read {pattern!r}", topic=pattern)
+            return
         if pattern not in state.patterns:
             if len(state.patterns) >= self.max_subscriptions:
                 self._error(
@@ -415,16 +445,20 @@ class HubCore:
         gaps: list[p.Gap] = []
         frames: list[bytes] = []
         if is_pattern(pattern):
-            seen = {t: n for t, n in (since.topics or {}).items() if matches(pattern, t)}
+            seen = {
+                t: n
+                for t, n in (since.topics or {}).items()
+                if matches(pattern, t) and self._may_read(conn, t)
+            }
             if since.epoch != self.epoch:
                 # Every topic the subscriber knew lost its tail with the old epoch; every
                 # topic of this epoch is news to it (all of it came after the restart).
                 for topic, last_seen in sorted(seen.items()):
                     gaps.append(p.Gap(topic, last_seen + 1, None, GAP_EPOCH_CHANGED))
-                for topic in sorted(t for t in self._committed if matches(pattern, t)):
+                for topic in self._readable(conn, pattern):
                     self._resume(topic, 0, self.epoch, now, gaps, frames)
             else:
-                for topic in sorted(t for t in self._committed if matches(pattern, t)):
+                for topic in self._readable(conn, pattern):
                     if topic in seen:
                         self._resume(topic, seen[topic], since.epoch, now, gaps, frames)
                     elif since.ts is not None:
@@ -507,9 +541,20 @@ class HubCore:
         for pattern, conns in self._patterns.items():
             if matches(pattern, topic):
                 receivers.update(conns)
-        route = tuple(sorted(receivers))
+        # A wildcard never delivers a topic the connection's token may not read.
+        route = tuple(sorted(c for c in receivers if self._may_read(c, topic)))
         self._routes[topic] = route
         return route
+
+    def _readable(self, conn: int, pattern: str) -> list[str]:
+        """Known topics matching ``pattern`` that ``conn`` may read, in order."""
+        return sorted(
+            t for t in self._committed if matches(pattern, t) and self._may_read(conn, t)
+        )
+
+    def _may_read(self, conn: int, topic: str) -> bool:
+        perms = self._connections[conn].perms
+        return perms is EVERYTHING or (perms is not None and perms.may_read(topic))
 
     def _error(
         self,

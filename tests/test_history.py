@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from livenb import _protocol as p
 from livenb._history import Batch, HistoryLimits, TopicHistory, limits_for
+from livenb._permissions import EVERYTHING
 from livenb._producers import ProducerTable
 from livenb._state import GAP_EPOCH_CHANGED, GAP_HISTORY_EXCEEDED, HubCore, Send
 
@@ -32,7 +33,7 @@ def publish(c: HubCore, topic: str, n: int, now: float = 1.0, conn: int = 9) -> 
 def make(**kwargs: object) -> HubCore:
     c = HubCore(**kwargs)  # type: ignore[arg-type]
     for conn in (1, 2, 9):
-        c.open(conn, authenticated=True)
+        c.open(conn, permissions=EVERYTHING)
     return c
 
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livenb import _protocol as p
+from livenb._permissions import EVERYTHING
 from livenb._state import Close, HubCore, Send
 
 
@@ -20,7 +21,7 @@ def frames_for(actions: list[Send | Close], conn: int) -> list[dict[str, object]
 def core(**kwargs: object) -> HubCore:
     c = HubCore(**kwargs)  # type: ignore[arg-type]
     for conn in (1, 2, 3):
-        c.open(conn, authenticated=True)
+        c.open(conn, permissions=EVERYTHING)
     return c
 
 
@@ -136,9 +137,9 @@ def test_subscription_limit() -> None:
 
 def test_unauthenticated_connection_must_auth_first() -> None:
     c = HubCore(token="s3cret")
-    c.open(1, authenticated=False)
-    c.open(2, authenticated=False)
-    c.open(3, authenticated=False)
+    c.open(1, permissions=None)
+    c.open(2, permissions=None)
+    c.open(3, permissions=None)
     c.receive(1, '{"op":"sub","topic":"t"}', 0.0)
     c.receive(2, '{"op":"auth","token":"wrong"}', 0.0)
     c.receive(3, '{"op":"auth","token":"s3cret"}', 0.0)
@@ -202,7 +203,7 @@ def test_record_too_deep_to_relay_is_refused_and_not_stored() -> None:
 def test_publish_rate_limit_refuses_then_closes_a_flooder() -> None:
     c = HubCore(rate_limit=10.0, rate_burst=10.0)
     for conn in (1, 2):
-        c.open(conn, authenticated=True)
+        c.open(conn, permissions=EVERYTHING)
     c.receive(2, '{"op":"sub","topic":"t"}', 0.0)
     c.drain()
     c.receive(1, '{"op":"pub","topic":"t","batch":[1,2,3,4,5,6,7,8,9,10],"id":1}', 0.0)
