@@ -188,6 +188,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["origins"] = args.origin
         options["insecure"] = args.insecure
         options["tls"] = args.tls
+        if args.keyfile and not args.certfile:
+            raise CliError("--keyfile needs --certfile", EXIT_USAGE)
         if args.certfile:
             options["certfile"] = args.certfile
             options["keyfile"] = args.keyfile
@@ -214,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"{hub.url} can read and publish every topic. Use it only on a trusted "
                     "machine; drop --no-auth to require a token.",
                 )
-            if not is_loopback(args.host):
+            if not is_loopback(args.host) and not hub.aio.tls:
                 _say(
                     prog,
                     f"WARNING: listening on {args.host}, reachable from other machines. The hub "
