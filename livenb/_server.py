@@ -57,6 +57,7 @@ DEFAULT_QUEUE_RECORDS: Final = 100_000  # ... in records (of queued msg frames) 
 DEFAULT_QUEUE_BYTES: Final = 32 << 20  # ... and in bytes
 DEFAULT_SEND_TIMEOUT: Final = 10.0
 DEFAULT_AUTH_TIMEOUT: Final = 10.0
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # TCP accepted -> WebSocket open (incl. TLS)
 
 # What happens when a subscriber's outgoing queue would exceed one of its bounds.
 DISCONNECT: Final = "disconnect"  # close 4008; the client reconnects and resumes from history
@@ -452,6 +453,7 @@ class AsyncHub:
         slow_consumer: str = DEFAULT_SLOW_CONSUMER,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         history: HistoryLimits = DEFAULT_HISTORY,
@@ -517,6 +519,9 @@ class AsyncHub:
         self.slow_consumer = slow_consumer
         self.send_timeout = send_timeout
         self.auth_timeout = auth_timeout
+        if not handshake_timeout > 0:
+            raise ValueError("handshake_timeout must be > 0 seconds")
+        self.handshake_timeout = handshake_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.journal_path = None if journal is None else Path(journal)
@@ -569,6 +574,7 @@ class AsyncHub:
                 self.host,
                 self._requested_port,
                 ssl=ssl_context,
+                open_timeout=self.handshake_timeout,  # slow or half-open handshakes are closed
                 compression=None,
                 max_size=self.max_size,
                 ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
