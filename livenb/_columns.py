@@ -94,10 +94,6 @@ class ColumnWindow:
     def __len__(self) -> int:
         return self._total - self._lo
 
-    @property
-    def column_names(self) -> list[str]:
-        return list(self._columns)
-
     # ------------------------------------------------------------------ ingest
     def ingest(self, topic: str, first_seq: int, ts: float, records: list[Any]) -> None:
         """Append one batch of records (consecutive seqs from ``first_seq``, all at ``ts``)."""

@@ -126,9 +126,6 @@ class Outbox:
     def has_ready(self) -> bool:
         return bool(self._ready)
 
-    def empty(self) -> bool:
-        return not self._open and not self._ready
-
     def release(self, nbytes: int) -> None:
         """Count ``nbytes`` of records as acknowledged and wake publishers waiting for room."""
         with self.lock:

@@ -567,9 +567,6 @@ class HubCore:
         self.counters.errors[code] = self.counters.errors.get(code, 0) + 1
         self._out.append(Send((conn,), p.encode(p.Err(code, message, request_id, topic))))
 
-    def receivers(self, topic: str) -> Iterable[int]:
-        """Connections that would receive a record published on ``topic`` now."""
-        return self._routes.get(topic) or self._route(topic)
 
 
 def _request_id_of(frame: str | bytes) -> p.RequestId | None:

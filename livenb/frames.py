@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ._columns import Snapshot
@@ -36,7 +35,3 @@ def snapshot_to_frame(snapshot: Snapshot, attrs: dict[str, Any] | None = None) -
         frame.attrs.update(attrs)
     return frame
 
-
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A frame of plain records (used by the CLI's CSV output)."""
-    return pd.json_normalize(records) if records else pd.DataFrame(np.empty((0, 0)))

@@ -146,8 +146,7 @@ def test_processes_exchange_records_through_the_cli(
     start: Callable[..., Proc], unit: float
 ) -> None:
     server = start("serve", "--port", "0")
-    url = server.wait_line("out", lambda s: s.startswith("livenb hub: "), 4 * unit).split()[-1]
-    token = server.wait_line("out", lambda s: s.startswith("token: "), unit).split()[-1]
+    url, token = _url_and_token(server, unit)
     hint = server.wait_line("out", lambda s: "export" in s, unit)
     assert f"LIVENB_URL={url}" in hint and f"LIVENB_TOKEN={token}" in hint
     assert url.startswith("ws://127.0.0.1:")
@@ -429,27 +428,26 @@ def test_importing_the_cli_does_not_import_pandas(unit: float) -> None:
     assert result.returncode == 0, "importing livenb._cli imported pandas"
 
 
-def test_serve_with_journal_keeps_the_epoch(tmp_path: Path, unit: float) -> None:
+def _url_and_token(server: Proc, unit: float) -> tuple[str, str]:
+    url = server.wait_line("out", lambda s: s.startswith("livenb hub: "), 4 * unit).split()[-1]
+    token = server.wait_line("out", lambda s: s.startswith("token: "), unit).split()[-1]
+    return url, token
+
+
+def test_serve_with_journal_keeps_the_epoch(
+    start: Callable[..., Proc], tmp_path: Path, unit: float
+) -> None:
     journal = tmp_path / "hub.journal"
     epochs = []
     for _ in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "livenb", "serve", "--port", "0", "--journal", str(journal)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().split()[-1]
-            token = proc.stdout.readline().split()[-1]
-            with livenb.connect(url, token=token) as c:
-                assert c.publish("j", {"x": 1}, ack=True, timeout=2 * unit) == len(epochs) + 1
-                sub = c.subscribe("j", timeout=2 * unit)
-                epochs.append(sub.aio.epoch)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=4 * unit)
+        server = start("serve", "--port", "0", "--journal", str(journal))
+        url, token = _url_and_token(server, unit)
+        with livenb.connect(url, token=token) as c:
+            assert c.publish("j", {"x": 1}, ack=True, timeout=2 * unit) == len(epochs) + 1
+            sub = c.subscribe("j", timeout=2 * unit)
+            epochs.append(sub.aio.epoch)
+        server.popen.send_signal(signal.SIGINT)
+        assert server.finish(4 * unit)[0] == 0
     assert epochs[0] == epochs[1]
 
 
@@ -465,31 +463,15 @@ def test_serve_refuses_a_network_bind_without_insecure(unit: float) -> None:
     assert_one_clean_error(result.stderr, "livenb serve: error:", "insecure=True")
 
 
-def test_serve_tls_and_clients_with_cafile(unit: float) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livenb", "serve", "--port", "0", "--tls"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split()[-1]
-        token = proc.stdout.readline().split()[-1]
-        exports = proc.stdout.readline()
-        cafile = proc.stdout.readline().split()[-1]
-        assert url.startswith("wss://") and "LIVENB_CAFILE=" in exports
-        env = _env(LIVENB_URL=url, LIVENB_TOKEN=token, LIVENB_CAFILE=cafile)
-        result = subprocess.run(
-            [sys.executable, "-m", "livenb", "pub", "T", '{"x": 1}', "--ack"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=4 * unit,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "1"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=4 * unit)
+def test_serve_tls_and_clients_with_cafile(start: Callable[..., Proc], unit: float) -> None:
+    server = start("serve", "--port", "0", "--tls")
+    url, token = _url_and_token(server, unit)
+    exports = server.wait_line("out", lambda s: "export" in s, unit)
+    cafile = server.wait_line("out", lambda s: s.startswith("certificate"), unit).split()[-1]
+    assert url.startswith("wss://") and "LIVENB_CAFILE=" in exports
+    env = _env(LIVENB_URL=url, LIVENB_TOKEN=token, LIVENB_CAFILE=cafile)
+    result = run_cli(["pub", "T", '{"x": 1}', "--ack"], unit, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    server.popen.send_signal(signal.SIGINT)
+    assert server.finish(4 * unit)[0] == 0
