@@ -167,11 +167,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("give --token or --no-auth, not both", EXIT_USAGE)
     if args.token is not None and not args.token.strip():
         raise CliError("--token must not be empty", EXIT_USAGE)
-    if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        logging.getLogger("livenb").addHandler(handler)
-        logging.getLogger("livenb").setLevel(logging.INFO)
 
     stop = threading.Event()
     received: list[int] = []
@@ -729,7 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the hub's counters to stderr every SECONDS",
     )
     serve_p.add_argument(
-        "-v", "--verbose", action="store_true", help="log the hub's events (INFO) to stderr"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log the hub's events (INFO) to stderr; -vv also every handshake and frame "
+        "(DEBUG, tokens masked)",
     )
     serve_p.add_argument(
         "--timeout",
@@ -877,18 +877,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"{PROG} {args.command}"
     func: Callable[[argparse.Namespace], int] = args.func
     library_log = logging.getLogger("livenb")
-    propagate = library_log.propagate
-    quiet = logging.NullHandler()  # also keeps logging's last-resort handler out
-    if not getattr(args, "verbose", False):
+    propagate, level = library_log.propagate, library_log.level
+    verbose: int = getattr(args, "verbose", 0)
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        # -vv: also every handshake and frame (websockets' DEBUG traffic; tokens masked)
+        library_log.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
         # The command reports failures itself, in one line; the library's warnings (e.g.
         # "records not confirmed") would only repeat them. -v shows the library's log.
-        library_log.addHandler(quiet)
+        handler = logging.NullHandler()  # also keeps logging's last-resort handler out
         library_log.propagate = False
+    library_log.addHandler(handler)
     try:
         return _run(func, args, prog)
     finally:  # main() may run inside a larger program (tests): leave logging as it was
-        library_log.removeHandler(quiet)
-        library_log.propagate = propagate
+        library_log.removeHandler(handler)
+        library_log.propagate, library_log.level = propagate, level
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:

@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._outbox import PENDING_POLICY, WAKE_NONE, WAKE_NOW, Frame, Outbox
+from ._redact import traffic_logger
 from ._tls import client_context
 from ._topics import check_pattern, check_topic, matches
 from ._window import DEFAULT_ROWS, WindowSpec, make_window
@@ -410,6 +411,7 @@ class AsyncClient:
         healthy_after: float = DEFAULT_HEALTHY_AFTER,
         cafile: str | os.PathLike[str] | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        compression: bool = False,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a hub URL starts with ws:// or wss:// (got {url!r})")
@@ -427,6 +429,7 @@ class AsyncClient:
             self._ssl = None
         self.batch_delay = batch_delay
         self.max_size = max_size
+        self.compression = compression
         self.max_record = max_record
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
@@ -513,8 +516,11 @@ class AsyncClient:
                 self.url,
                 ssl=self._ssl,
                 additional_headers=headers,
-                compression=None,
+                # offered when asked for; the hub decides. max_size bounds each message
+                # after decompression.
+                compression="deflate" if self.compression else None,
                 max_size=self.max_size,
+                logger=traffic_logger("livenb.client.websockets"),  # tokens masked
                 open_timeout=self.open_timeout,
                 ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
                 proxy=None,
@@ -526,9 +532,16 @@ class AsyncClient:
                     f"the hub at {self.url} rejected the access token; pass token=hub.token "
                     "(or the token `livenb serve` printed)"
                 ) from None
+            status = exc.response.status_code
+            said = (exc.response.body or b"").decode("utf-8", "replace").strip()[:300]
+            if said.startswith("livenb: "):  # the hub explains (403, 429, 503)
+                raise HubUnreachableError(
+                    f"the hub at {self.url} refused the connection (HTTP {status}): "
+                    f"{said.removeprefix('livenb: ')}"
+                ) from None
             raise HubUnreachableError(
                 f"the server at {self.url} refused the WebSocket upgrade "
-                f"(HTTP {exc.response.status_code}); is it a livenb hub?"
+                f"(HTTP {status}); is it a livenb hub?"
             ) from None
         except ssl_module.SSLCertVerificationError as exc:
             raise HubUnreachableError(

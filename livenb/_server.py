@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import secrets
 import time
@@ -20,6 +21,7 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from . import _protocol as p
 from ._errors import LivenbError
@@ -34,6 +36,7 @@ from ._journal import Journal
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._origins import allowlist, is_loopback, origin_allowed
 from ._permissions import grants
+from ._redact import traffic_logger
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
@@ -44,6 +47,7 @@ from ._state import (
     Persist,
     Send,
 )
+from ._throttle import DEFAULT_AUTH_FAILURE_BURST, DEFAULT_AUTH_FAILURE_RATE, FailureThrottle
 from ._tls import self_signed, server_context
 from ._topics import check_pattern
 
@@ -56,7 +60,8 @@ DEFAULT_QUEUE_FRAMES: Final = 10_000  # per-connection outgoing queue bound, in 
 DEFAULT_QUEUE_RECORDS: Final = 100_000  # ... in records (of queued msg frames) ...
 DEFAULT_QUEUE_BYTES: Final = 32 << 20  # ... and in bytes
 DEFAULT_SEND_TIMEOUT: Final = 10.0
-DEFAULT_AUTH_TIMEOUT: Final = 10.0
+DEFAULT_AUTH_TIMEOUT: Final = 5.0  # connected -> {"op":"auth"} received (browsers)
+DEFAULT_MAX_UNAUTHENTICATED: Final = 100  # connections waiting for their auth message
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # TCP accepted -> WebSocket open (incl. TLS)
 
 # What happens when a subscriber's outgoing queue would exceed one of its bounds.
@@ -471,6 +476,10 @@ class AsyncHub:
         certfile: str | os.PathLike[str] | None = None,
         keyfile: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        compression: bool = False,
+        max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED,
+        auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST,
+        auth_failure_rate: float = DEFAULT_AUTH_FAILURE_RATE,
     ) -> None:
         if keyfile is not None and certfile is None:
             raise ValueError("keyfile= needs certfile=")
@@ -493,11 +502,23 @@ class AsyncHub:
         self.certfile = None if certfile is None else Path(certfile)
         self.keyfile = None if keyfile is None else Path(keyfile)
         self.cafile: Path | None = None  # with a self-signed certificate: give it to clients
-        if max_connections < 1:
-            raise ValueError("max_connections must be >= 1")
+        if max_connections < 1 or max_unauthenticated < 1:
+            raise ValueError("max_connections and max_unauthenticated must be >= 1")
         self.origins = allowlist(origins)
         self.max_connections = max_connections
-        self._refused: dict[str, int] = {"origin": 0, "token": 0, "capacity": 0}
+        self.max_unauthenticated = max_unauthenticated
+        self._throttle = FailureThrottle(auth_failure_burst, auth_failure_rate)
+        # Connections let in without an Authorization header that have not sent their auth
+        # message yet; capped, so they cannot take every connection slot for auth_timeout.
+        self._unauthenticated: set[ServerConnection] = set()
+        self._refused: dict[str, int] = {
+            "origin": 0,  # HTTP 403
+            "token": 0,  # HTTP 401, or close 4401 (wrong, missing or late auth message)
+            "throttled": 0,  # HTTP 429: too many failed logins from the address
+            "capacity": 0,  # HTTP 503: max_connections
+            "unauthenticated": 0,  # HTTP 503: max_unauthenticated waiting for auth
+        }
+        self._oversized = 0  # connections closed with 1009
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
         if slow_consumer not in SLOW_CONSUMER_POLICIES:
@@ -513,6 +534,7 @@ class AsyncHub:
         self._requested_port = port
         self.token: str | None = (token or secrets.token_urlsafe(24)) if auth else None
         self.max_size = max_size
+        self.compression = compression
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.queue_records = queue_records
@@ -575,12 +597,15 @@ class AsyncHub:
                 self._requested_port,
                 ssl=ssl_context,
                 open_timeout=self.handshake_timeout,  # slow or half-open handshakes are closed
-                compression=None,
+                # permessage-deflate when asked for: websockets bounds every message's
+                # *decompressed* size by max_size, so a compression bomb closes with 1009
+                # after max_size bytes, never more.
+                compression="deflate" if self.compression else None,
                 max_size=self.max_size,
                 ping_interval=None,  # livenb's own keepalive (see _keepalive.py)
                 process_request=self._process_request,
                 server_header=None,
-                logger=logging.getLogger("livenb.hub.websockets"),
+                logger=traffic_logger("livenb.hub.websockets"),  # tokens masked
             )
         except OSError as exc:
             raise LivenbError(
@@ -708,6 +733,9 @@ class AsyncHub:
             "drops": self._slow_consumer_drops,
             "dead_peers": self._dead_peers,
             "refused": dict(self._refused),
+            "unauthenticated": len(self._unauthenticated),
+            "throttled_addresses": len(self._throttle),
+            "oversized_frames": self._oversized,
             "rate_limited_records": c.rate_limited,
             "max_connections": self.max_connections,
             "journal": None if self.journal_path is None else str(self.journal_path),
@@ -752,18 +780,43 @@ class AsyncHub:
             )
         if self.token is None:
             return None  # auth is off: an Authorization header (e.g. from a proxy) is ignored
+        address = _address(ws)
+        now = time.monotonic()
+        if self._throttle.blocked(address, now):
+            self._refused["throttled"] += 1
+            wait = math.ceil(self._throttle.retry_after(address, now))
+            response = ws.respond(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"livenb: too many failed logins from this address; retry in {wait} s\n",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         headers = request.headers.get_all("Authorization")
-        if not headers:
-            return None  # may authenticate with {"op":"auth"} as its first message
+        if not headers:  # may authenticate with {"op":"auth"} as its first message
+            self._unauthenticated = {w for w in self._unauthenticated if w.state is not State.CLOSED}
+            if len(self._unauthenticated) >= self.max_unauthenticated:
+                self._refused["unauthenticated"] += 1
+                return ws.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "livenb: too many connections waiting to authenticate; retry, or send an "
+                    "Authorization header\n",
+                )
+            self._unauthenticated.add(ws)
+            return None
         scheme, _, presented = headers[0].partition(" ")
         if (
             len(headers) > 1
             or scheme.lower() != "bearer"
             or not self._core.check_token(presented.strip())
         ):
-            self._refused["token"] += 1
+            self._login_failed(ws)
             return ws.respond(HTTPStatus.UNAUTHORIZED, "livenb: missing or wrong access token\n")
         return None
+
+    def _login_failed(self, ws: ServerConnection) -> None:
+        """Count a refused token (header or auth message) against the client's address."""
+        self._refused["token"] += 1
+        self._throttle.failed(_address(ws), time.monotonic())
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = next(self._ids)
@@ -793,14 +846,21 @@ class AsyncHub:
                     async with asyncio.timeout(self.auth_timeout):
                         await self._receive(conn, await ws.recv())
                 except TimeoutError:
+                    self._login_failed(ws)
                     await ws.close(p.CLOSE_UNAUTHORIZED, "no auth message in time")
                     return
+                finally:
+                    self._unauthenticated.discard(ws)  # authenticated, or on its way out
             async for frame in ws:
                 liveness.heard()
                 await self._receive(conn, frame)
         except ConnectionClosed:
             pass
         finally:
+            self._unauthenticated.discard(ws)
+            close = ws.protocol.close_sent
+            if close is not None and close.code == p.CLOSE_TOO_BIG:
+                self._oversized += 1
             core.close(conn)
             del self._peers[conn]
             self._dropped_records += peer.dropped_records
@@ -824,6 +884,8 @@ class AsyncHub:
                 log.error("livenb hub: a request failed inside the hub", exc_info=exc)
             core.internal_failures.clear()
         for peer, code, reason in self._dispatch(core.drain()):
+            if code == p.CLOSE_UNAUTHORIZED:
+                self._login_failed(peer.ws)
             self._close_peer(peer, code, reason)
 
     def _dispatch(self, actions: list[Action]) -> list[tuple[_Peer, int, str]]:
@@ -900,6 +962,12 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
+
+
+def _address(ws: ServerConnection) -> str:
+    """The client's IP address (the throttle's key)."""
+    remote = ws.remote_address
+    return str(remote[0]) if remote else "?"
 
 
 def _ignore_result(task: asyncio.Task[Any]) -> None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -152,8 +153,14 @@ def free_port() -> int:
 
 HUB_SCRIPT = textwrap.dedent(
     """
-    import sys, signal, threading, json
+    import sys, signal, threading, json, logging
     import livenb
+    # Everything livenb logs, DEBUG traffic included, goes to stderr: HubProcess.close()
+    # checks that no token is in it.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    logging.getLogger("livenb").addHandler(handler)
+    logging.getLogger("livenb").setLevel(logging.DEBUG)
     options = json.loads(sys.argv[1])
     hub = livenb.serve(port=0, **options)
     print(json.dumps({"url": hub.url, "port": hub.port, "token": hub.token, "epoch": hub.aio.epoch}), flush=True)
@@ -172,16 +179,18 @@ class HubProcess:
         import json
 
         self.options = options
+        # A file, not a pipe: the DEBUG log of a busy hub would fill a pipe and stall it.
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", HUB_SCRIPT, json.dumps(options)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"hub process failed: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            raise RuntimeError(f"hub process failed: {self.read_log()}")
         info = json.loads(line)
         self.url: str = info["url"]
         self.port: int = info["port"]
@@ -207,9 +216,18 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        log = self.read_log()
+        self.log.close()
+        if self.token:
+            assert self.token not in log, "the hub process logged its access token"
+        assert "livenb.hub" in log, "the hub process's log is missing"  # so the check means something
+
+    def read_log(self) -> str:
+        """Everything the hub process logged so far."""
+        self.log.seek(0)
+        return self.log.read()
 
 
 def wait_for(predicate: object, limit: float) -> float:

@@ -108,6 +108,7 @@ async def test_oversized_frame_closes_1009_and_nothing_accepted_is_lost(unit: fl
             # The hub serves everyone else as before.
             assert await watcher.publish("t", "after", ack=True) == 2
             await asyncio.wait_for(sub.wait(2), unit)
+            assert hub.stats()["oversized_frames"] == 1  # counted
     finally:
         await hub.close()
 

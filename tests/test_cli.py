@@ -475,3 +475,33 @@ def test_serve_tls_and_clients_with_cafile(start: Callable[..., Proc], unit: flo
     assert result.stdout.strip() == "1"
     server.popen.send_signal(signal.SIGINT)
     assert server.finish(4 * unit)[0] == 0
+
+
+@POSIX_ONLY
+def test_serve_prints_its_token_once_and_never_logs_it(
+    start: Callable[..., Proc], unit: float
+) -> None:
+    import asyncio
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    server = start("serve", "--port", "0", "-vv")
+    url, token = _url_and_token(server, unit)
+    with livenb.connect(url, token=token) as c:  # the header path
+        assert c.publish("t", {"x": 1}, ack=True, timeout=2 * unit) == 1
+
+    async def browser_like() -> None:  # the first-message path
+        async with connect(url) as ws:
+            await ws.send(orjson.dumps({"op": "auth", "token": token}).decode())
+            await ws.send('{"op":"ping"}')
+            await asyncio.wait_for(ws.recv(), unit)
+
+    asyncio.run(browser_like())
+    server.wait_line("err", lambda s: "Authorization: ***" in s, 2 * unit)
+    server.wait_line("err", lambda s: '"token":"***' in s, 2 * unit)
+    server.popen.send_signal(signal.SIGINT)
+    code, out, err = server.finish(4 * unit)
+    assert code == 0
+    assert sum(line.startswith("token: ") for line in out) == 1
+    assert not [line for line in err if token in line]

@@ -53,7 +53,9 @@ async def test_subscribe_then_close_at_once_leaves_nothing_on_the_hub(unit: floa
 
 
 def test_flush_finishes_while_another_thread_keeps_publishing(hub: Hub, unit: float) -> None:
-    with hub.connect() as c:
+    # A flush waits for the backlog published before it: max_pending bounds that backlog
+    # (the default, 8 MiB of tiny records, takes seconds to drain on a slow machine).
+    with hub.connect(max_pending=256 << 10) as c:
         stop = threading.Event()
 
         def publish_forever() -> None:
