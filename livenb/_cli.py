@@ -183,6 +183,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["origins"] = args.origin
         options["insecure"] = args.insecure
         options["tls"] = args.tls
+        options["compression"] = args.compression
+        for name in ("max_connections", "max_size", "rate_limit"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
         if args.keyfile and not args.certfile:
             raise CliError("--keyfile needs --certfile", EXIT_USAGE)
         if args.certfile:
@@ -715,6 +719,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("disconnect", "drop_oldest", "latest"),
         default="disconnect",
         help="what to do with a subscriber whose queue is full (default: %(default)s)",
+    )
+    limits = serve_p.add_argument_group("limits (see docs/security.md)")
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        help="refuse connections above this many (HTTP 503; default 1000)",
+    )
+    limits.add_argument(
+        "--max-size",
+        type=_positive_int,
+        default=None,
+        metavar="BYTES",
+        help="close a client that sends a larger message (1009; default 1 MiB)",
+    )
+    limits.add_argument(
+        "--rate-limit",
+        type=_positive_float,
+        default=None,
+        metavar="RECORDS",
+        help="records per second one connection may publish (default 1000000)",
+    )
+    limits.add_argument(
+        "--compression",
+        action="store_true",
+        help="accept permessage-deflate (off by default; decompressed sizes stay bounded "
+        "by --max-size)",
     )
     serve_p.add_argument(
         "--stats",

@@ -14,6 +14,7 @@ history's age bound are deleted (checked at most every ``trim_interval`` seconds
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import secrets
 import sqlite3
@@ -57,6 +58,20 @@ class JournalState:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    # The journal holds every record: a new one is the owner's alone (SQLite gives its -wal
+    # and -shm files the same mode). An existing one keeps its mode, with a warning if others
+    # may read it.
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            log.warning(
+                "livenb journal %s can be read by other users (mode %o); chmod 600 it",
+                path,
+                path.stat().st_mode & 0o777,
+            )
+    else:
+        os.close(fd)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")  # fsync at every commit: acked means on disk

@@ -585,8 +585,10 @@ class AsyncHub:
             await self._open_journal(self.journal_path)
         ssl_context = None
         if self.tls:
-            if self.certfile is None:  # tls=True: a self-signed certificate for localhost
-                self.certfile, self.keyfile = await asyncio.to_thread(self_signed)
+            if self.certfile is None:  # tls=True: a self-signed certificate for this host
+                self.certfile, self.keyfile = await asyncio.to_thread(
+                    self_signed, None, self.host
+                )
                 self.cafile = self.certfile
             assert self.certfile is not None
             ssl_context = server_context(self.certfile, self.keyfile)
@@ -615,6 +617,12 @@ class AsyncHub:
         self._port = self._server.sockets[0].getsockname()[1] if self._server.sockets else 0
         self._started_at = time.time()
         log.info("livenb hub listening on %s (auth %s)", self.url, "on" if self.token else "OFF")
+        if self.token is None:
+            log.warning(
+                "livenb hub %s: authentication is OFF (auth=False): any program or web page "
+                "allowed to connect can read and publish every topic",
+                self.url,
+            )
         return self
 
     async def _open_journal(self, path: Path) -> None:

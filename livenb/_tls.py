@@ -1,4 +1,4 @@
-"""TLS for hubs and clients: a self-signed localhost certificate on demand, and contexts.
+"""TLS for hubs and clients: a self-signed certificate on demand, and contexts.
 
 ``cryptography`` is needed only for the self-signed certificate (``tls=True`` without
 ``certfile``); it is imported here, on first use.
@@ -6,18 +6,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
+import socket
 import ssl
 import tempfile
 from pathlib import Path
+from typing import Any, Final
 
 from ._errors import LivenbError
 
+LOCAL_NAMES: Final = ("localhost", "127.0.0.1", "::1")
+_WILDCARDS: Final = ("", "0.0.0.0", "::")
 
-def self_signed(directory: Path | None = None) -> tuple[Path, Path]:
-    """Write a new certificate and key for ``localhost``, ``127.0.0.1`` and ``::1`` (valid 30
+
+def certificate_names(host: str) -> list[str]:
+    """The names a self-signed certificate for a hub bound to ``host`` must carry: always
+    ``localhost``, ``127.0.0.1`` and ``::1``; the host itself when it names one address; for a
+    wildcard bind (``0.0.0.0``, ``::``) this machine's host name, full name and addresses, the
+    names other machines are likely to use."""
+    names = list(LOCAL_NAMES)
+    extra = [host]
+    if host in _WILDCARDS:
+        hostname = socket.gethostname()
+        extra = [hostname, socket.getfqdn()]
+        with contextlib.suppress(OSError):  # no resolvable host name: the names alone
+            extra += [str(info[4][0]) for info in socket.getaddrinfo(hostname, None)]
+    for name in extra:
+        name = name.strip("[]").split("%")[0]  # an IPv6 literal's brackets and zone
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def self_signed(directory: Path | None = None, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write a new certificate and key for :func:`certificate_names` of ``host`` (valid 30
     days) into ``directory`` (a new private temporary one by default); return their paths.
     The certificate is its own CA: clients trust it with ``cafile=<cert path>``."""
     try:
@@ -31,7 +56,7 @@ def self_signed(directory: Path | None = None) -> tuple[Path, Path]:
             "pip install 'livenb[tls]', or pass certfile= and keyfile="
         ) from None
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "livenb hub (localhost)")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"livenb hub ({host or 'any'})"[:64])])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -42,13 +67,7 @@ def self_signed(directory: Path | None = None) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
+            x509.SubjectAlternativeName([_general_name(n) for n in certificate_names(host)]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -68,6 +87,15 @@ def self_signed(directory: Path | None = None) -> tuple[Path, Path]:
             )
         )
     return cert_path, key_path
+
+
+def _general_name(name: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def server_context(certfile: str | os.PathLike[str], keyfile: str | os.PathLike[str] | None) -> ssl.SSLContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pandas as pd
 import pytest
@@ -229,11 +230,15 @@ async def test_hub_stats_and_repr_hide_token(ahub: AsyncHub, aclient: AsyncClien
     assert stats["url"] == ahub.url
 
 
-async def test_auth_off_is_loud() -> None:
-    async with AsyncHub(port=0, auth=False) as hub:
-        assert hub.token is None and "auth=OFF" in repr(hub)
-        async with AsyncClient(hub.url) as c:
-            assert await c.publish("x", 1, ack=True) == 1
+async def test_auth_off_is_loud(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="livenb.hub"):
+        async with AsyncHub(port=0, auth=False) as hub:
+            assert hub.token is None and "auth=OFF" in repr(hub)
+            assert hub.stats()["auth"] is False
+            async with AsyncClient(hub.url) as c:
+                assert await c.publish("x", 1, ack=True) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("authentication is OFF" in r.getMessage() for r in warnings)
 
 
 async def test_tight_publish_loop_streams_while_running(ahub: AsyncHub, aclient: AsyncClient) -> None:

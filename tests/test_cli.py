@@ -505,3 +505,31 @@ def test_serve_prints_its_token_once_and_never_logs_it(
     assert code == 0
     assert sum(line.startswith("token: ") for line in out) == 1
     assert not [line for line in err if token in line]
+
+
+@POSIX_ONLY
+def test_serve_limit_flags_reach_the_hub(start: Callable[..., Proc], unit: float) -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    server = start(
+        "serve", "--port", "0", "--max-connections", "1", "--max-size", "1000", "--compression"
+    )
+    url, token = _url_and_token(server, unit)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def check() -> None:
+        async with connect(url, additional_headers=headers, compression="deflate") as ws:
+            assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
+            with pytest.raises(InvalidStatus) as full:
+                async with connect(url, additional_headers=headers):
+                    pass
+            assert full.value.response.status_code == 503
+            await ws.send('{"op":"pub","topic":"t","data":"' + "x" * 2000 + '"}')
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), unit)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+    asyncio.run(check())

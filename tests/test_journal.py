@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from pathlib import Path
+
+import pytest
 
 from livenb._history import HistoryLimits
 from livenb._journal import Journal
@@ -61,3 +65,34 @@ def test_a_new_journal_file_gets_a_new_epoch(tmp_path: Path) -> None:
     one = Journal.load(tmp_path / "one", lambda t: LIMITS).epoch
     two = Journal.load(tmp_path / "two", lambda t: LIMITS).epoch
     assert one != two
+
+
+def test_a_new_journal_is_private_to_its_owner(tmp_path: Path) -> None:
+    previous = os.umask(0o022)  # the usual umask, which would give 0644
+    try:
+        path = tmp_path / "hub.journal"
+        durable = threading.Event()
+        journal = Journal(path, lambda t: LIMITS, lambda group: durable.set())
+        journal.start()
+        journal.submit(Persist(1, "a", 1, 1.0, [{"x": 1}], None, None))
+        assert durable.wait(10)
+        files = sorted(f.name for f in tmp_path.iterdir())
+        assert files == ["hub.journal", "hub.journal-shm", "hub.journal-wal"]
+        for name in files:  # SQLite's -wal and -shm files follow the database's mode
+            mode = (tmp_path / name).stat().st_mode
+            assert mode & 0o077 == 0, (name, oct(mode))
+        journal.close()
+    finally:
+        os.umask(previous)
+
+
+def test_an_existing_world_readable_journal_gets_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hub.journal"
+    Journal.load(path, lambda t: LIMITS)
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="livenb.journal"):
+        Journal.load(path, lambda t: LIMITS)
+    assert "can be read by other users (mode 644)" in caplog.text
+    assert path.stat().st_mode & 0o777 == 0o644  # left as the owner set it

@@ -76,3 +76,36 @@ def test_network_bind_is_allowed_with_token_and_tls() -> None:
     assert hub.tls
     with pytest.raises(livenb.LivenbError, match="TLS"):
         livenb.AsyncHub("0.0.0.0", port=0, tls=True, auth=False)
+
+
+def _san(cert_path: Path) -> list[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(n.value) for n in names]
+
+
+def test_the_self_signed_certificate_names_the_bound_host(unit: float) -> None:
+    # 127.0.0.2 is a loopback address the default names do not cover: the client checks the
+    # certificate against the host in the URL, so it must be in the certificate.
+    with livenb.serve("127.0.0.2", port=0, tls=True) as hub:
+        assert hub.url.startswith("wss://127.0.0.2:") and hub.cafile is not None
+        assert "127.0.0.2" in _san(hub.cafile)
+        with hub.connect() as c:
+            assert c.publish("t", 1, ack=True) == 1
+
+
+def test_a_wildcard_bind_certificate_names_this_machine(tmp_path: Path) -> None:
+    import socket
+
+    from livenb._tls import certificate_names, self_signed
+
+    names = certificate_names("0.0.0.0")
+    assert names[:3] == ["localhost", "127.0.0.1", "::1"]
+    assert socket.gethostname() in names and "0.0.0.0" not in names
+    cert, key = self_signed(tmp_path, "0.0.0.0")
+    assert _san(cert) == names
+    assert key.stat().st_mode & 0o077 == 0  # the private key is the owner's alone
+    assert certificate_names("[fe80::1%eth0]")[-1] == "fe80::1"
+    assert certificate_names("hub.example.test")[-1] == "hub.example.test"
