@@ -12,7 +12,7 @@ import ssl as ssl_module
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._columns import ColumnWindow
+    from .widgets import LiveChart, LiveTable, StatusPanel
+
 
 log = logging.getLogger("livenb.client")
 
@@ -283,6 +285,49 @@ class AsyncSubscription:
         finally:
             if entry in self._waiters:  # cancelled or timed out: forget it
                 self._waiters.remove(entry)
+
+    # ------------------------------------------------------------------ widgets
+    def _live_window(self) -> ColumnWindow:
+        if self._window is None:
+            raise LivenbError("this subscription keeps no window (window=None): nothing to show")
+        return self._window
+
+    def table(
+        self, rows: int = 20, *, columns: Sequence[str] | None = None, rate: float = 10.0
+    ) -> LiveTable:
+        """A live table widget of the newest ``rows`` rows (newest first), updated at most
+        ``rate`` times a second with only the new rows. Display it (a cell's last line)."""
+        from .widgets import LiveTable
+
+        return LiveTable(
+            self._live_window(), rows=rows, columns=columns, rate=rate, title=self.pattern
+        )
+
+    def chart(
+        self,
+        x: str = "ts",
+        y: str | Sequence[str] | None = None,
+        *,
+        max_points: int = 2000,
+        height: int = 300,
+        rate: float = 10.0,
+    ) -> LiveChart:
+        """A live line chart of ``y`` (a field or several; default: every numeric field)
+        against ``x`` (``ts``, ``seq`` or a field) over the window, on a canvas; at most
+        ``max_points`` points per series (decimated keeping extremes)."""
+        from .widgets import LiveChart
+
+        window = self._live_window()
+        return LiveChart(
+            window,
+            x=x,
+            y=y,
+            max_points=max_points,
+            height=height,
+            rate=rate,
+            title=self.pattern,
+            window_rows=window.limit,
+        )
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -1088,6 +1133,15 @@ class AsyncClient:
                 sub._end(None if closing else failure)
         self._subs.clear()
         self._routes.clear()
+
+    def status(self, *, stale_after: float = 5.0, rate: float = 2.0) -> StatusPanel:
+        """A live health panel: connected, rates in and out, latency, reconnects, gaps,
+        drops; marked stale when no records moved for ``stale_after`` seconds."""
+        from .widgets import StatusPanel
+
+        return StatusPanel(
+            self.stats, "client", stale_after=stale_after, rate=rate, title=f"livenb client {self.url}"
+        )
 
     def stats(self) -> dict[str, Any]:
         subs = [s for group in list(self._subs.values()) for s in list(group)]

@@ -247,9 +247,48 @@ class ColumnWindow:
                 },
             )
 
-    def _ordered(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        n = self._total - self._lo
-        start = self._lo % self._cap
+    def tail(self, after: int, limit: int) -> tuple[int, int, Snapshot]:
+        """The rows at positions ``>= after`` still in the window, at most the newest
+        ``limit``: ``(first, total, snapshot)`` where ``first`` is the first row's position
+        and ``total`` the number of rows ever written (the next call's ``after``). Row
+        positions count every row ever ingested, so a caller that keeps ``total`` gets each
+        row once; ``first > after`` tells it that rows left the window unseen."""
+        with self._lock:
+            if self.max_age is not None:
+                self._expire(self._cutoff())
+            total = self._total
+            first = max(after, self._lo, total - limit)
+            if first >= total:
+                first = total
+            return (
+                first,
+                total,
+                Snapshot(
+                    ts=self._ordered(self._ts, first),
+                    seq=self._ordered(self._seq, first),
+                    topic=None if self._topic is None else self._ordered(self._topic, first),
+                    columns={
+                        name: (col.kind, self._ordered(col.data, first))
+                        for name, col in self._columns.items()
+                    },
+                ),
+            )
+
+    def oldest(self) -> tuple[int, float, int] | None:
+        """``(position, ts, seq)`` of the oldest row in the window (None when empty)."""
+        with self._lock:
+            if self.max_age is not None:
+                self._expire(self._cutoff())
+            if self._total == self._lo:
+                return None
+            slot = self._lo % self._cap
+            return self._lo, float(self._ts[slot]), int(self._seq[slot])
+
+    def _ordered(self, array: npt.NDArray[Any], first: int | None = None) -> npt.NDArray[Any]:
+        """Copies of the rows from position ``first`` (default: the oldest retained) on."""
+        lo = self._lo if first is None else first
+        n = self._total - lo
+        start = lo % self._cap
         if start + n <= self._cap:
             return array[start : start + n].copy()
         return np.concatenate((array[start:], array[: start + n - self._cap]))

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -50,6 +50,9 @@ from ._state import (
 from ._throttle import DEFAULT_AUTH_FAILURE_BURST, DEFAULT_AUTH_FAILURE_RATE, FailureThrottle
 from ._tls import self_signed, server_context
 from ._topics import check_pattern
+
+if TYPE_CHECKING:
+    from .widgets import StatusPanel
 
 log = logging.getLogger("livenb.hub")
 
@@ -764,6 +767,15 @@ class AsyncHub:
             "queued_records": sum(peer.records for peer in peers),
             "queued_bytes": sum(peer.bytes for peer in peers),
         }
+
+    def status(self, *, stale_after: float = 5.0, rate: float = 2.0) -> StatusPanel:
+        """A live health panel: connections, topics, rates in and out, drops, gaps, refusals;
+        marked stale when no records moved for ``stale_after`` seconds."""
+        from .widgets import StatusPanel
+
+        return StatusPanel(
+            self.stats, "hub", stale_after=stale_after, rate=rate, title=f"livenb hub {self.url}"
+        )
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else f"{self.host}:{self._requested_port}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -33,6 +33,8 @@ from ._window import DEFAULT_ROWS, WindowSpec
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .widgets import LiveChart, LiveTable, StatusPanel
 
 DEFAULT_TIMEOUT: Final = 30.0
 
@@ -137,6 +139,24 @@ class Subscription(_Twin):
         _guard()
         loop_thread().run(self.aio.close(), timeout)
 
+
+    def table(
+        self, rows: int = 20, *, columns: Sequence[str] | None = None, rate: float = 10.0
+    ) -> LiveTable:
+        """A live table widget of the newest ``rows`` rows; see AsyncSubscription.table."""
+        return self.aio.table(rows, columns=columns, rate=rate)
+
+    def chart(
+        self,
+        x: str = "ts",
+        y: str | Sequence[str] | None = None,
+        *,
+        max_points: int = 2000,
+        height: int = 300,
+        rate: float = 10.0,
+    ) -> LiveChart:
+        """A live line chart widget; see AsyncSubscription.chart."""
+        return self.aio.chart(x, y, max_points=max_points, height=height, rate=rate)
 
     def _repr_html_(self) -> str:
         return self.frame.tail(20)._repr_html_()  # type: ignore[operator,no-any-return]
@@ -262,6 +282,10 @@ class Client(_Twin):
     def stats(self) -> dict[str, Any]:
         return self.aio.stats()
 
+    def status(self, *, stale_after: float = 5.0, rate: float = 2.0) -> StatusPanel:
+        """A live health panel of this client; see AsyncClient.status."""
+        return self.aio.status(stale_after=stale_after, rate=rate)
+
     def close(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Wait up to ``timeout`` seconds for the hub to acknowledge what was published, then
         close (idempotent); records still unacknowledged are counted in ``stats()["drops"]``."""
@@ -314,6 +338,10 @@ class Hub(_Twin):
     def stats(self) -> dict[str, Any]:
         """Counters: connections, topics, frames and records in/out, errors, drops."""
         return self.aio.stats()
+
+    def status(self, *, stale_after: float = 5.0, rate: float = 2.0) -> StatusPanel:
+        """A live health panel of this hub; see AsyncHub.status."""
+        return self.aio.status(stale_after=stale_after, rate=rate)
 
     @property
     def cafile(self) -> Path | None:
