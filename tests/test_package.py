@@ -13,7 +13,7 @@ import livenb
 def test_import_is_light() -> None:
     code = (
         "import sys, livenb; "
-        "heavy = [m for m in ('pandas', 'ipywidgets', 'pyarrow', 'redis') if m in sys.modules]; "
+        "heavy = [m for m in ('pandas', 'ipywidgets', 'anywidget', 'pyarrow', 'redis') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -40,8 +40,26 @@ def test_py_typed_is_shipped() -> None:
     assert (Path(livenb.__file__).parent / "py.typed").exists()
 
 
-PURE_CORE = ("_protocol.py", "_topics.py", "_state.py", "_window.py", "_errors.py")
-FORBIDDEN = {"asyncio", "socket", "threading", "websockets", "pandas", "ipywidgets", "selectors"}
+PURE_CORE = (
+    "_protocol.py",
+    "_topics.py",
+    "_state.py",
+    "_window.py",
+    "_errors.py",
+    "_permissions.py",
+    "_throttle.py",
+    "_views.py",
+)
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "threading",
+    "websockets",
+    "pandas",
+    "ipywidgets",
+    "anywidget",
+    "selectors",
+}
 
 
 def test_pure_core_imports_no_io() -> None:
