@@ -491,6 +491,80 @@ def cmd_sub(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------- record
+def cmd_record(args: argparse.Namespace) -> int:
+    """Write a topic or pattern to a Parquet file until ``--count``, ``--seconds`` or Ctrl-C."""
+    prog = f"{PROG} record"
+    timeout: float = args.timeout
+    client = _connect(args)
+    sub: Subscription | None = None
+    recorder = None
+    try:
+        sub = client.subscribe(args.pattern, window=None, buffer=1, timeout=timeout)
+        recorder = sub.record(args.file)
+        if not args.quiet:
+            _say(prog, f"recording {args.pattern} at {client.url} to {args.file}; Ctrl-C stops")
+        started = time.monotonic()
+        while True:
+            if args.count is not None and sub.received >= args.count:
+                break
+            if args.seconds is not None and time.monotonic() - started >= args.seconds:
+                break
+            if sub.aio.closed:
+                raise CliError("the subscription ended")
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    except (LivenbError, ConnectionClosed) as exc:
+        raise CliError(f"{exc}{_no_token_hint(args)}") from None
+    finally:
+        _close_quietly(sub, timeout)  # finishes the file
+        _close_quietly(client, timeout)
+    if recorder is not None and not args.quiet:
+        stats = recorder.stats()
+        _say(prog, f"wrote {stats['rows_written']} records to {args.file} "
+                   f"({stats['gaps']} gaps, {stats['dropped']} dropped)")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Publish a recording again, paced like the original (scaled by ``--speed``)."""
+    from .recording import replay
+
+    prog = f"{PROG} replay"
+    timeout: float = args.timeout
+    client = _connect(args)
+    try:
+        published = replay(
+            args.file,
+            client,
+            topic=args.topic,
+            speed=args.speed,
+            progress=not args.no_progress,
+            timeout=timeout,
+        )
+        _confirm(client, timeout)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except LivenbError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        _close_quietly(client, timeout)
+    if not args.quiet:
+        _say(prog, f"published {published} records from {args.file}")
+    return EXIT_OK
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0 (0: as fast as possible)")
+    return value
+
+
 def _silence_stdout() -> None:
     # Python flushes stdout again at exit; point it at devnull so that raises nothing.
     with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -849,6 +923,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub_p.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
     sub_p.set_defaults(func=cmd_sub)
+
+    record_p = commands.add_parser(
+        "record",
+        help="write a topic or pattern to a Parquet file",
+        parents=[client],
+        formatter_class=_Formatter,
+        description=(
+            "Subscribe and write every record to FILE (Parquet: topic, seq, ts, data as JSON)\n"
+            "until --count records, --seconds, or Ctrl-C; the file is finished on exit.\n"
+            "Needs pyarrow (pip install 'livenb[record]')."
+        ),
+        epilog="examples:\n  livenb record ticks ticks.parquet --seconds 60\n"
+        "  livenb record 'ticks.>' all.parquet --count 100000\n",
+    )
+    record_p.add_argument(
+        "pattern", type=_pattern, metavar="PATTERN", help="topic or pattern (ticks.*, ticks.>)"
+    )
+    record_p.add_argument("file", metavar="FILE", help="the Parquet file to write")
+    record_p.add_argument("-n", "--count", type=_positive_int, default=None, help="stop after N records")
+    record_p.add_argument("--seconds", type=_positive_float, default=None, help="stop after SECONDS")
+    record_p.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
+    record_p.set_defaults(func=cmd_record)
+
+    replay_p = commands.add_parser(
+        "replay",
+        help="publish a recording again, with its original pacing",
+        parents=[client],
+        formatter_class=_Formatter,
+        description=(
+            "Publish the records of FILE (made by `livenb record` or sub.record()) with the\n"
+            "original time between them divided by --speed, to --topic or each record's own\n"
+            "topic, with a progress bar on stderr."
+        ),
+        epilog="examples:\n  livenb replay ticks.parquet --speed 10\n"
+        "  livenb replay ticks.parquet --topic ticks.replayed --speed 0\n",
+    )
+    replay_p.add_argument("file", metavar="FILE", help="a recording (Parquet)")
+    replay_p.add_argument("--topic", type=_topic, default=None, help="publish everything here")
+    replay_p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="pace multiplier: 10 plays ten times faster, 0 as fast as possible "
+        "(default: %(default)s)",
+    )
+    replay_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay_p.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
+    replay_p.set_defaults(func=cmd_replay)
 
     demo_p = commands.add_parser(
         "demo",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._columns import ColumnWindow
+    from .recording import Recorder
     from .widgets import LiveChart, LiveTable, StatusPanel
 
 
@@ -135,6 +136,7 @@ class AsyncSubscription:
         self.resumes = 0
         self.recovered: bool | None = None  # the last resume's answer from the hub
         self._gap_callbacks: list[GapCallback] = []
+        self._recorders: list[Recorder] = []  # each gets every delivered batch
         self.closed = False
         self._callbacks: list[RecordCallback] = [on_record] if on_record else []
         self._buffer = buffer
@@ -192,6 +194,8 @@ class AsyncSubscription:
                 self._on_gap(p.Gap(topic, last + 1, seq - 1, GAP_UNANNOUNCED))
         if self._window is not None:
             self._window.ingest(topic, seq, message.ts, records)
+        for recorder in self._recorders:
+            recorder.add(message)
         self.received += n
         self.last_seq[topic] = seq + n - 1
         if self._callbacks:
@@ -397,10 +401,31 @@ class AsyncSubscription:
         return record
 
     async def close(self) -> None:
-        """Stop receiving (unsubscribe when no other local subscription needs the pattern)."""
+        """Stop receiving (unsubscribe when no other local subscription needs the pattern);
+        recordings made with :meth:`record` are finished."""
         if not self.closed:
             self._end(None)
             await self.client._release(self)
+        recorders, self._recorders = self._recorders, []
+        for recorder in recorders:
+            await asyncio.to_thread(recorder.close)
+
+    def record(self, path: str | os.PathLike[str], **options: Any) -> Recorder:
+        """Write every record this subscription receives from now on to a Parquet file
+        (``topic``, ``seq``, ``ts``, ``data`` as JSON), from a writer thread; see
+        :mod:`livenb.recording`. The file is finished by ``recorder.close()`` or by closing
+        the subscription. Needs pyarrow (``pip install 'livenb[record]'``)."""
+        from .recording import Recorder
+
+        self._check_open_for_recording()
+        recorder = Recorder(path, pattern=self.pattern, **options)
+        self._recorders.append(recorder)
+        self._gap_callbacks.append(recorder.add_gap)
+        return recorder
+
+    def _check_open_for_recording(self) -> None:
+        if self.closed:
+            raise LivenbError("this subscription is closed; subscribe again to record")
 
     async def __aenter__(self) -> Self:
         await self.wait_ready()

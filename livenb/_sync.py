@@ -8,6 +8,7 @@ when it runs out, LoopThreadError when called from the loop thread (e.g. in a ca
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from ._window import DEFAULT_ROWS, WindowSpec
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .recording import Recorder
     from .widgets import LiveChart, LiveTable, StatusPanel
 
 DEFAULT_TIMEOUT: Final = 30.0
@@ -157,6 +159,10 @@ class Subscription(_Twin):
     ) -> LiveChart:
         """A live line chart widget; see AsyncSubscription.chart."""
         return self.aio.chart(x, y, max_points=max_points, height=height, rate=rate)
+
+    def record(self, path: str | os.PathLike[str], **options: Any) -> Recorder:
+        """Write every record from now on to a Parquet file; see AsyncSubscription.record."""
+        return self.aio.record(path, **options)
 
     def _repr_html_(self) -> str:
         return self.frame.tail(20)._repr_html_()  # type: ignore[operator,no-any-return]
