@@ -315,10 +315,12 @@ class AsyncSubscription:
         max_points: int = 2000,
         height: int = 300,
         rate: float = 10.0,
+        mode: str = "lines",
     ) -> LiveChart:
         """A live line chart of ``y`` (a field or several; default: every numeric field)
         against ``x`` (``ts``, ``seq`` or a field) over the window, on a canvas; at most
-        ``max_points`` points per series (decimated keeping extremes)."""
+        ``max_points`` points per series (decimated keeping extremes). ``mode="markers"``
+        draws a scatter instead of lines."""
         from .widgets import LiveChart
 
         window = self._live_window()
@@ -331,6 +333,7 @@ class AsyncSubscription:
             rate=rate,
             title=self.pattern,
             window_rows=window.limit,
+            mode=mode,
         )
 
     @property

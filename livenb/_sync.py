@@ -156,9 +156,10 @@ class Subscription(_Twin):
         max_points: int = 2000,
         height: int = 300,
         rate: float = 10.0,
+        mode: str = "lines",
     ) -> LiveChart:
-        """A live line chart widget; see AsyncSubscription.chart."""
-        return self.aio.chart(x, y, max_points=max_points, height=height, rate=rate)
+        """A live chart widget (lines, or ``mode="markers"``); see AsyncSubscription.chart."""
+        return self.aio.chart(x, y, max_points=max_points, height=height, rate=rate, mode=mode)
 
     def record(self, path: str | os.PathLike[str], **options: Any) -> Recorder:
         """Write every record from now on to a Parquet file; see AsyncSubscription.record."""

@@ -116,7 +116,8 @@ class ChartView:
     points with ``x < cutoff`` (they left the window) and keeps at most ``max_points``.
     When many rows arrived since the last message, the whole window is sent again as a
     reset, decimated to ``max_points``, so the chart always shows the window's shape.
-    With ``y=None`` every numeric field is a series (at most 8).
+    With ``y=None`` every numeric field is a series (at most 8). ``mode="markers"`` draws
+    dots instead of lines (a scatter, e.g. ``x="lon", y="lat"``).
     """
 
     MAX_AUTO_SERIES: Final = 8
@@ -128,9 +129,13 @@ class ChartView:
         y: str | Sequence[str] | None = None,
         max_points: int = DEFAULT_MAX_POINTS,
         window_rows: int = 1_000_000,
+        mode: str = "lines",
     ) -> None:
         if max_points < 10:
             raise ValueError("a chart keeps at least 10 points")
+        if mode not in ("lines", "markers"):
+            raise ValueError("mode is 'lines' or 'markers'")
+        self.mode = mode
         self.source = source
         self.x = x
         self.y = [y] if isinstance(y, str) else (list(y) if y is not None else None)
@@ -176,6 +181,7 @@ class ChartView:
             "cutoff": _cutoff(self.source, self.x, self.x in columns),
             "max_points": self.max_points,
             "x_name": self.x,
+            "mode": self.mode,
         }
         self.sent = total
         return message

@@ -145,8 +145,9 @@ class LiveChart(LiveWidget):
         rate: float = _pump.DEFAULT_RATE,
         title: str = "",
         window_rows: int = 1_000_000,
+        mode: str = "lines",
     ) -> None:
-        view = ChartView(source, x, y, max_points, window_rows)
+        view = ChartView(source, x, y, max_points, window_rows, mode)
         super().__init__(view, rate, view_kind="chart", title=title, height=height)
 
 

@@ -152,6 +152,7 @@ function renderChart(model, el) {
   let xName = "ts";
   let position = null;
   let maxPoints = 2000;
+  let mode = "lines";
 
   const draw = scheduler(() => {
     const ratio = window.devicePixelRatio || 1;
@@ -186,8 +187,20 @@ function renderChart(model, el) {
     const pad = (yHi - yLo) * 0.05 || Math.abs(yHi) * 0.05 || 1;
     yLo -= pad;
     yHi += pad;
-    const xLo = xs[0];
-    const xHi = xs[xs.length - 1] === xLo ? xLo + 1 : xs[xs.length - 1];
+    let xLo = Infinity;
+    let xHi = -Infinity;
+    for (const x of xs) {
+      if (x === null) continue;
+      if (x < xLo) xLo = x;
+      if (x > xHi) xHi = x;
+    }
+    if (!isFinite(xLo)) return;
+    if (mode === "markers") {  // a scatter gets a margin, lines run edge to edge
+      const margin = (xHi - xLo) * 0.05 || 1;
+      xLo -= margin;
+      xHi += margin;
+    }
+    if (xHi === xLo) xHi = xLo + 1;
     const left = 64, right = 12, top = 10, bottom = 26;
     const plotW = width - left - right;
     const plotH = height - top - bottom;
@@ -210,11 +223,21 @@ function renderChart(model, el) {
       ctx.fillText(xName === "ts" ? formatTime(t).slice(0, 8) : formatValue(Number(t.toPrecision(6))), px(t), height - 8);
     }
     names.forEach((name, i) => {
+      const ys = series[name];
+      if (mode === "markers") {
+        ctx.fillStyle = PALETTE[i % PALETTE.length];
+        for (let k = 0; k < xs.length; k++) {
+          if (ys[k] === null || ys[k] === undefined || xs[k] === null) continue;
+          ctx.beginPath();
+          ctx.arc(px(xs[k]), py(ys[k]), 3, 0, 2 * Math.PI);
+          ctx.fill();
+        }
+        return;
+      }
       ctx.strokeStyle = PALETTE[i % PALETTE.length];
       ctx.lineWidth = 1.5;
       ctx.beginPath();
       let drawing = false;
-      const ys = series[name];
       for (let k = 0; k < xs.length; k++) {
         if (ys[k] === null || ys[k] === undefined) { drawing = false; continue; }
         if (drawing) ctx.lineTo(px(xs[k]), py(ys[k]));
@@ -233,6 +256,7 @@ function renderChart(model, el) {
     }
     maxPoints = msg.max_points;
     xName = msg.x_name;
+    mode = msg.mode || "lines";
     if (msg.reset) {
       xs = [];
       series = {};
