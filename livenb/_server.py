@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 import math
@@ -35,6 +36,7 @@ from ._history import (
 from ._journal import Journal
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
 from ._origins import allowlist, is_loopback, origin_allowed
+from ._pages import SECURITY_HEADERS, is_upgrade, page
 from ._permissions import grants
 from ._redact import traffic_logger
 from ._state import (
@@ -508,6 +510,10 @@ class AsyncHub:
         if max_connections < 1 or max_unauthenticated < 1:
             raise ValueError("max_connections and max_unauthenticated must be >= 1")
         self.origins = allowlist(origins)
+        self._own_origins: frozenset[tuple[str, str, int]] = frozenset()  # set at start
+        # A secret path prefix for the hub's page behind a proxy (see browser_url): a
+        # WebSocket opened from that page may come from the proxy's origin.
+        self._page_key = secrets.token_urlsafe(16)
         self.max_connections = max_connections
         self.max_unauthenticated = max_unauthenticated
         self._throttle = FailureThrottle(auth_failure_burst, auth_failure_rate)
@@ -619,6 +625,7 @@ class AsyncHub:
             ) from exc
         self._port = self._server.sockets[0].getsockname()[1] if self._server.sockets else 0
         self._started_at = time.time()
+        self._own_origins = own_origins(self.host, self._port, self.tls)
         log.info("livenb hub listening on %s (auth %s)", self.url, "on" if self.token else "OFF")
         if self.token is None:
             log.warning(
@@ -785,10 +792,13 @@ class AsyncHub:
 
     # ------------------------------------------------------------------ connections
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        headers = request.headers
+        if not is_upgrade(headers.get("Connection"), headers.get("Upgrade")):
+            return self._serve_page(ws, request)
         # A web page the user visits can open a WebSocket to localhost: only pages from an
         # allowed origin may (browsers always send Origin; other clients do not).
-        origin = request.headers.get_all("Origin")
-        if len(origin) > 1 or not origin_allowed(origin[0] if origin else None, self.origins):
+        origin = headers.get_all("Origin")
+        if len(origin) > 1 or not self._origin_ok(origin[0] if origin else None, request.path):
             self._refused["origin"] += 1
             return ws.respond(HTTPStatus.FORBIDDEN, "livenb: this page's origin is not allowed\n")
         if len(self._peers) >= self.max_connections:
@@ -811,8 +821,8 @@ class AsyncHub:
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        headers = request.headers.get_all("Authorization")
-        if not headers:  # may authenticate with {"op":"auth"} as its first message
+        authorization = headers.get_all("Authorization")
+        if not authorization:  # may authenticate with {"op":"auth"} as its first message
             self._unauthenticated = {w for w in self._unauthenticated if w.state is not State.CLOSED}
             if len(self._unauthenticated) >= self.max_unauthenticated:
                 self._refused["unauthenticated"] += 1
@@ -823,15 +833,60 @@ class AsyncHub:
                 )
             self._unauthenticated.add(ws)
             return None
-        scheme, _, presented = headers[0].partition(" ")
+        scheme, _, presented = authorization[0].partition(" ")
         if (
-            len(headers) > 1
+            len(authorization) > 1
             or scheme.lower() != "bearer"
             or not self._core.check_token(presented.strip())
         ):
             self._login_failed(ws)
             return ws.respond(HTTPStatus.UNAUTHORIZED, "livenb: missing or wrong access token\n")
         return None
+
+    def _origin_ok(self, origin: str | None, path: str) -> bool:
+        """No Origin (not a browser), an allowed one, the hub's own page (its own address, by
+        a loopback name or the bound host), or a page served under the page key's path
+        (through a proxy, whose origin the hub cannot know)."""
+        if origin_allowed(origin, self.origins) or origin_allowed(origin, self._own_origins):
+            return True
+        prefix = f"/p/{self._page_key}/"
+        return hmac.compare_digest(path[: len(prefix)].encode(), prefix.encode())
+
+    def _serve_page(self, ws: ServerConnection, request: Request) -> Response:
+        found = page(request.path)
+        if found is None:
+            return ws.respond(
+                HTTPStatus.NOT_FOUND,
+                "livenb: not found; this is a livenb hub (WebSocket), its page is at /\n",
+            )
+        content_type, body = found
+        response = ws.respond(HTTPStatus.OK, "")
+        response.body = body
+        headers = response.headers
+        del headers["Content-Length"], headers["Content-Type"]  # websockets' text/plain ones
+        headers["Content-Length"] = str(len(body))
+        headers["Content-Type"] = content_type
+        for name, value in SECURITY_HEADERS.items():
+            headers[name] = value
+        return response
+
+    def browser_url(self, *, token: bool = False) -> str:
+        """Where a browser finds the hub's page (publish and watch topics from a phone or
+        another browser). Under JupyterHub or Binder (``JUPYTERHUB_SERVICE_PREFIX`` set) it
+        is the path through jupyter-server-proxy, ``<prefix>proxy/<port>/p/<key>/``, so it
+        works wherever the notebook does; otherwise the hub's own ``http(s)://`` address.
+        ``token=True`` appends ``#token=...`` (a fragment: browsers never send it, but a
+        displayed link is saved in the notebook, so share it with care)."""
+        path = f"p/{self._page_key}/"
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+        if prefix:
+            url = f"/{prefix.strip('/')}/proxy/{self.port}/{path}"
+        else:
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "::1" if self.host == "::" else self.host
+            url = f"{_format_url('https' if self.tls else 'http', host, self.port)}/{path}"
+        if token and self.token:
+            url += f"#token={self.token}"
+        return url
 
     def _login_failed(self, ws: ServerConnection) -> None:
         """Count a refused token (header or auth message) against the client's address."""
@@ -982,6 +1037,17 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
+
+
+def own_origins(host: str, port: int, tls: bool) -> frozenset[tuple[str, str, int]]:
+    """The origins of the hub's own page: its address by a loopback name or the bound
+    host (never by whatever Host header a request brings: that would let a DNS-rebinding
+    page through)."""
+    names = {"127.0.0.1", "localhost", "[::1]"}
+    if host not in ("", "0.0.0.0", "::"):
+        names.add(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    scheme = "https" if tls else "http"
+    return allowlist(f"{scheme}://{name}:{port}" for name in names)
 
 
 def _address(ws: ServerConnection) -> str:

@@ -346,6 +346,10 @@ class Hub(_Twin):
         """Counters: connections, topics, frames and records in/out, errors, drops."""
         return self.aio.stats()
 
+    def browser_url(self, *, token: bool = False) -> str:
+        """Where a browser finds the hub's page; see AsyncHub.browser_url."""
+        return self.aio.browser_url(token=token)
+
     def status(self, *, stale_after: float = 5.0, rate: float = 2.0) -> StatusPanel:
         """A live health panel of this hub; see AsyncHub.status."""
         return self.aio.status(stale_after=stale_after, rate=rate)
