@@ -762,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p.add_argument(
         "--tls",
         action="store_true",
-        help="serve wss:// with a new self-signed certificate for localhost (its path is "
+        help="serve wss:// with a new self-signed certificate for this host (its path is "
         "printed: clients pass it as --cafile / cafile=)",
     )
     serve_p.add_argument("--certfile", default=None, help="serve wss:// with this certificate")
