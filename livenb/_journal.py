@@ -57,14 +57,14 @@ class JournalState:
     producers: dict[str, int] = field(default_factory=dict)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, *, check_mode: bool = False) -> sqlite3.Connection:
     # The journal holds every record: a new one is the owner's alone (SQLite gives its -wal
-    # and -shm files the same mode). An existing one keeps its mode, with a warning if others
-    # may read it.
+    # and -shm files the same mode). An existing one keeps its mode, with a warning (once per
+    # start: check_mode) if others may read it.
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        if path.stat().st_mode & 0o077:
+        if check_mode and path.stat().st_mode & 0o077:
             log.warning(
                 "livenb journal %s can be read by other users (mode %o); chmod 600 it",
                 path,
@@ -111,7 +111,7 @@ class Journal:
         """Read the epoch (creating one for a new journal), last seqs, recent records and
         producers. Raises LivenbError when the file is not a usable journal."""
         try:
-            db = _connect(path)
+            db = _connect(path, check_mode=True)
         except sqlite3.Error as exc:
             raise LivenbError(f"cannot open the journal {path}: {exc}") from exc
         try:
