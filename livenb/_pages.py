@@ -34,6 +34,8 @@ SECURITY_HEADERS: Final = {
 def page(path: str) -> tuple[str, bytes] | None:
     """``(content type, body)`` of the file ``path`` asks for; None when there is none."""
     name = path.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
+    if name == "favicon.ico":  # browsers ask for it; an empty one keeps their consoles clean
+        return "image/x-icon", b""
     file = _FILES.get(name)
     if file is None:
         return None

@@ -880,7 +880,8 @@ class AsyncHub:
         path = f"p/{self._page_key}/"
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
         if prefix:
-            url = f"/{prefix.strip('/')}/proxy/{self.port}/{path}"
+            base = f"/{prefix.strip('/')}".rstrip("/")  # "/user/ada" (or "" for "/")
+            url = f"{base}/proxy/{self.port}/{path}"
         else:
             host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "::1" if self.host == "::" else self.host
             url = f"{_format_url('https' if self.tls else 'http', host, self.port)}/{path}"

@@ -39,7 +39,10 @@ function connect() {
   client.onerror = (err) => line(`error ${err.code}: ${err.message}`, "gap");
 }
 
-$("connect").onclick = connect;
+$("login").onsubmit = (event) => {
+  event.preventDefault();  // nothing is ever submitted to a server
+  connect();
+};
 $("watch").onclick = () => {
   if (!client) connect();
   const pattern = $("pattern").value.trim();
