@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -84,19 +85,14 @@ class JupyterProcess:
             **(env or {}),
         }
         self.log = (self.home / "server.log").open("w")
-        command = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            app,
-            *args,
-            "--no-browser",
-            f"--port={self.port}",
-            "--ip=127.0.0.1",
-            f"--ServerApp.token={self.token}" if app != "voila" else f"--Voila.port={self.port}",
-        ]
-        if os.geteuid() == 0 and app != "voila":
-            command.append("--allow-root")
+        launcher = ["voila"] if app == "voila" else ["jupyter", app]
+        command = [sys.executable, "-m", *launcher, *args, "--no-browser", f"--port={self.port}"]
+        if app == "voila":  # a standalone app with options of its own
+            command += ["--Voila.ip=127.0.0.1", f"--token={self.token}"]
+        else:
+            command += ["--ip=127.0.0.1", f"--ServerApp.token={self.token}"]
+            if os.geteuid() == 0:  # Jupyter refuses root without it (CI runs as root)
+                command.append("--allow-root")
         self.proc = subprocess.Popen(
             command, cwd=cwd, env=environment, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -115,6 +111,19 @@ class JupyterProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"jupyter not ready in {timeout} s:\n{self.read_log()}")
+
+    def wait_listening(self, timeout: float) -> None:
+        """Wait until the server accepts TCP connections (for apps with no cheap page)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.proc.args} exited early:\n{self.read_log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"not listening in {timeout} s:\n{self.read_log()}")
 
     def read_log(self) -> str:
         self.log.flush()
