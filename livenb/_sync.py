@@ -25,7 +25,7 @@ from ._client import (
     RecordCallback,
     encode_records,
 )
-from ._errors import LivenbTimeoutError, LoopThreadError
+from ._errors import LivenbError, LivenbTimeoutError, LoopThreadError
 from ._loop import loop_thread
 from ._protocol import Gap
 from ._server import DEFAULT_PORT, AsyncHub
@@ -203,8 +203,11 @@ class Client(_Twin):
     def publish(
         self, topic: str, record: Any, *, ack: bool = False, timeout: float | None = DEFAULT_TIMEOUT
     ) -> int | None:
-        """Publish one record. Returns None, or with ``ack=True`` its seq once the hub has it."""
-        _guard()
+        """Publish one record. Returns None, or with ``ack=True`` its seq once the hub has it.
+
+        Without ``ack`` this may also be called from a subscription callback (on livenb's
+        loop thread), where it never waits: if ``max_pending`` bytes are already waiting
+        for the hub, it raises LivenbError instead of blocking the loop."""
         encoded = [p.encode_record(record)]
         return self._publish(check_topic(topic), encoded, ack, timeout)
 
@@ -217,8 +220,8 @@ class Client(_Twin):
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> int | None:
         """Publish records (a list of dicts or a DataFrame) in order; with ``ack=True`` return
-        the last record's seq once the hub has them all."""
-        _guard()
+        the last record's seq once the hub has them all. Like :meth:`publish`, callable from
+        a subscription callback without ``ack``."""
         check_topic(topic)
         encoded = encode_records(records)
         if not encoded:
@@ -228,6 +231,16 @@ class Client(_Twin):
     def _publish(
         self, topic: str, encoded: list[bytes], ack: bool, timeout: float | None
     ) -> int | None:
+        if loop_thread().in_loop_thread():  # from a callback: never block the loop
+            if ack:
+                _guard()  # raises: waiting for the ack would stop the loop that receives it
+            if self.aio.outbox.full():
+                raise LivenbError(
+                    "cannot publish from a callback: the outbox is full (max_pending bytes "
+                    "wait for the hub) and waiting here would stop livenb's loop"
+                )
+            self.aio.enqueue(topic, encoded)
+            return None
         if ack:
             return loop_thread().run(self.aio._publish(topic, encoded, True), timeout)
         self._wait_for_room(timeout)

@@ -91,15 +91,33 @@ def test_blocking_call_from_loop_thread_raises(hub: Hub, unit: float) -> None:
 
         def callback(record: livenb.Record) -> None:
             try:
-                c.publish("echo", record.data)
+                c.publish("echo", record.data, ack=True)  # would wait on the loop itself
+            except BaseException as exc:
+                errors.append(exc)
+            try:
+                c.flush()
             except BaseException as exc:
                 errors.append(exc)
 
         sub = c.subscribe("in", on_record=callback)
         c.publish("in", 1)
         sub.wait(1, timeout=unit)
-    assert len(errors) == 1 and isinstance(errors[0], livenb.LoopThreadError)
+    assert len(errors) == 2 and all(isinstance(e, livenb.LoopThreadError) for e in errors)
     assert "async" in str(errors[0])
+
+
+def test_a_callback_may_publish_without_waiting(hub: Hub, unit: float) -> None:
+    """A bridge: records of one topic republished to another from the callback."""
+    with hub.connect() as c:
+        out = c.subscribe("out")
+
+        def bridge(record: livenb.Record) -> None:
+            c.publish("out", {"doubled": record.data * 2})
+
+        c.subscribe("in", on_record=bridge)
+        c.publish_many("in", list(range(100)))
+        out.wait(100, timeout=unit)
+        assert out.frame["doubled"].tolist() == [i * 2 for i in range(100)]
 
 
 def test_ctrl_c_cancels_a_blocking_call(hub: Hub, unit: float) -> None:
