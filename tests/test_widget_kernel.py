@@ -8,10 +8,14 @@ sits idle, and reads the comm messages the render pump sends from its own thread
 
 from __future__ import annotations
 
+import json
 import queue
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ import pytest
 import livenb
 
 jupyter_client = pytest.importorskip("jupyter_client", reason="jupyter_client is not installed")
+kernelspec = pytest.importorskip("jupyter_client.kernelspec")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed")
 
 SETUP = """\
@@ -36,8 +41,8 @@ print("HUB", hub.url, hub.token, table.comm.comm_id, chart.comm.comm_id)
 class Kernel:
     """A real ipykernel with its channels; run() executes a cell and returns its stdout."""
 
-    def __init__(self) -> None:
-        self.manager = jupyter_client.KernelManager(kernel_name="python3")
+    def __init__(self, manager: Any = None) -> None:
+        self.manager = manager or jupyter_client.KernelManager(kernel_name="python3")
         self.manager.start_kernel()
         self.client = self.manager.client()
         self.client.start_channels()
@@ -104,10 +109,37 @@ class Kernel:
         self.manager.shutdown_kernel(now=True)
 
 
-@pytest.fixture
-def kernel() -> Iterator[Kernel]:
-    k = Kernel()
+def ipykernel6(tmp_path: Path, unit: float) -> Any:
+    """A kernel manager for ipykernel 6 (this environment has 7): the same Python and
+    packages, with ipykernel 6 installed on its own and put first on the kernel's path."""
+    target = tmp_path / "ipykernel6"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         "ipykernel>=6.29,<7"],
+        capture_output=True, text=True, timeout=60 * unit, check=False,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    spec_dir = tmp_path / "kernels" / "ipykernel6"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel 6)",
+        "language": "python",
+        "env": {"PYTHONPATH": str(target)},
+    }))
+    specs = kernelspec.KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    return jupyter_client.KernelManager(kernel_name="ipykernel6", kernel_spec_manager=specs)
+
+
+@pytest.fixture(params=["ipykernel7", "ipykernel6"])
+def kernel(request: pytest.FixtureRequest, tmp_path: Path, unit: float) -> Iterator[Kernel]:
+    """The installed ipykernel (7), and ipykernel 6: updates from a thread broke differently
+    on each (ipywidgets#4001, ipykernel#1451)."""
+    k = Kernel(ipykernel6(tmp_path, unit) if request.param == "ipykernel6" else None)
     try:
+        out, _ = k.run("import ipykernel; print('IPYKERNEL', ipykernel.__version__)", 6 * unit)
+        major = out.split("IPYKERNEL ")[1].split(".")[0]
+        assert major == request.param[-1], out
         yield k
     finally:
         k.close()
