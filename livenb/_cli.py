@@ -500,8 +500,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     sub: Subscription | None = None
     recorder = None
     try:
-        sub = client.subscribe(args.pattern, window=None, buffer=1, timeout=timeout)
-        recorder = sub.record(args.file)
+        # Recording starts with the subscription itself: no record can slip in between.
+        sub = client.subscribe(args.pattern, window=None, buffer=1, timeout=timeout, record=args.file)
+        recorder = sub.recorders[0]
         if not args.quiet:
             _say(prog, f"recording {args.pattern} at {client.url} to {args.file}; Ctrl-C stops")
         started = time.monotonic()

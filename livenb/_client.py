@@ -417,14 +417,24 @@ class AsyncSubscription:
         """Write every record this subscription receives from now on to a Parquet file
         (``topic``, ``seq``, ``ts``, ``data`` as JSON), from a writer thread; see
         :mod:`livenb.recording`. The file is finished by ``recorder.close()`` or by closing
-        the subscription. Needs pyarrow (``pip install 'livenb[record]'``)."""
+        the subscription. Records that arrived before this call are not in it; to record a
+        subscription from its first record, pass ``record=`` to ``subscribe``. Needs pyarrow
+        (``pip install 'livenb[record]'``)."""
         from .recording import Recorder
 
         self._check_open_for_recording()
         recorder = Recorder(path, pattern=self.pattern, **options)
+        self._attach(recorder)
+        return recorder
+
+    def _attach(self, recorder: Recorder) -> None:
         self._recorders.append(recorder)
         self._gap_callbacks.append(recorder.add_gap)
-        return recorder
+
+    @property
+    def recorders(self) -> list[Recorder]:
+        """The recordings this subscription feeds (see :meth:`record`)."""
+        return list(self._recorders)
 
     def _check_open_for_recording(self) -> None:
         if self.closed:
@@ -926,10 +936,13 @@ class AsyncClient:
         window: WindowSpec = DEFAULT_ROWS,
         on_record: RecordCallback | None = None,
         buffer: int = DEFAULT_BUFFER,
+        record: str | os.PathLike[str] | None = None,
     ) -> AsyncSubscription:
         """Subscribe to a topic or pattern (``ticks.*``, ``ticks.>``); returns at once.
 
         ``await sub.wait_ready()`` waits for the hub's confirmation; iterating does that too.
+        ``record="file.parquet"`` records every record of the subscription from its very
+        first one (:meth:`AsyncSubscription.record` started later misses what came before).
         Call on the client's own loop.
         """
         check_pattern(pattern)
@@ -939,6 +952,10 @@ class AsyncClient:
         if buffer < 1:
             raise ValueError("buffer must be >= 1")
         sub = AsyncSubscription(self, pattern, window, on_record, buffer)
+        if record is not None:  # attached before anything can arrive (this runs on the loop)
+            from .recording import Recorder
+
+            sub._attach(Recorder(record, pattern=pattern))
         siblings = self._subs.setdefault(pattern, [])
         siblings.append(sub)
         self._routes.clear()

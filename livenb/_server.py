@@ -541,7 +541,7 @@ class AsyncHub:
             raise ValueError("send_timeout must be > 0 seconds")
         self.host = host
         self._requested_port = port
-        self.token: str | None = (token or secrets.token_urlsafe(24)) if auth else None
+        self.token: str | None = (token or _new_token()) if auth else None
         self.max_size = max_size
         self.compression = compression
         self.queue_frames = queue_frames
@@ -1038,6 +1038,15 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
+
+
+def _new_token() -> str:
+    """A random 192-bit token that does not start with "-" (a command line would take
+    ``--token -abc`` for an option)."""
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not token.startswith("-"):
+            return token
 
 
 def own_origins(host: str, port: int, tls: bool) -> frozenset[tuple[str, str, int]]:

@@ -165,6 +165,11 @@ class Subscription(_Twin):
         """Write every record from now on to a Parquet file; see AsyncSubscription.record."""
         return self.aio.record(path, **options)
 
+    @property
+    def recorders(self) -> list[Recorder]:
+        """The recordings this subscription feeds."""
+        return self.aio.recorders
+
     def _repr_html_(self) -> str:
         return self.frame.tail(20)._repr_html_()  # type: ignore[operator,no-any-return]
 
@@ -270,16 +275,24 @@ class Client(_Twin):
         on_record: RecordCallback | None = None,
         buffer: int = DEFAULT_BUFFER,
         timeout: float | None = DEFAULT_TIMEOUT,
+        record: str | os.PathLike[str] | None = None,
     ) -> Subscription:
         """Subscribe to a topic or pattern and wait for the hub to confirm it.
 
         ``window``: rows kept in ``sub.frame`` (``10_000``), a duration (``"5min"``), both
-        (``(10_000, "5min")``), or None for no frame.
+        (``(10_000, "5min")``), or None for no frame. ``record="file.parquet"``: record
+        every record of the subscription to Parquet from the first one (``sub.recorders``).
         """
         _guard()
+        if record is not None:
+            from .recording import _pyarrow
+
+            _pyarrow()  # imported here, not on the loop thread (it takes a while the first time)
 
         async def make() -> AsyncSubscription:
-            sub = self.aio.subscribe(pattern, window=window, on_record=on_record, buffer=buffer)
+            sub = self.aio.subscribe(
+                pattern, window=window, on_record=on_record, buffer=buffer, record=record
+            )
             try:
                 await sub.wait_ready()
             except BaseException:  # refused, timed out or interrupted: leave nothing behind

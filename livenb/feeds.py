@@ -190,13 +190,14 @@ def taxis(
     - ``lat``/``lon`` (6 decimals) are always on a street and inside ``bounds``;
     - ``speed`` is km/h, uniform in 30%..100% of ``max_speed`` while driving, 0 while waiting
       at a red light (one round in ten) and on pickup and drop-off records;
-    - ``status`` is ``"free"`` (cruising at random, never U-turning unless at a dead end) or
-      ``"hired"`` (driving the shortest grid route to the trip's destination);
+    - ``status`` is ``"free"`` (cruising at random, never turning back at a corner) or
+      ``"hired"`` (from the next corner, a shortest route along the streets to the trip's
+      destination, a random corner at least two blocks from that next corner);
     - ``event`` is ``"move"``, ``"pickup"`` (a free taxi is hailed with probability ``hail``
       per round; it stands still that round, now ``"hired"`` with a new ``trip_id``) or
-      ``"dropoff"`` (the taxi reached the destination, at least two blocks from the pickup;
-      it stands there, ``"free"`` again, and the record carries the trip's ``trip_id``,
-      ``trip_km`` (2 decimals) and ``fare = base_fare + per_km * trip_km`` (2 decimals));
+      ``"dropoff"`` (the taxi reached the destination; it stands there, ``"free"`` again, and
+      the record carries the trip's ``trip_id``, ``trip_km``, the distance driven since the
+      pickup (2 decimals), and ``fare = base_fare + per_km * trip_km`` (2 decimals));
     - ``trip_id`` (``"T07-0002"``: the taxi's second trip) is set on the records from pickup
       to drop-off, else None; ``fare`` and ``trip_km`` are None except on drop-offs.
 
@@ -216,8 +217,7 @@ def taxis(
         )
     if isinstance(streets, bool) or not isinstance(streets, int) or streets < 2:
         raise ValueError(f"streets must be an int >= 2 (got {streets!r})")
-    checks = {"step": step, "max_speed": max_speed}
-    for name, value in checks.items():
+    for name, value in {"step": step, "max_speed": max_speed}.items():
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
     if not 0 <= hail <= 1:
@@ -234,7 +234,7 @@ class _City:
     """The street grid: intersections ``(i, j)`` for ``0 <= i, j < streets`` (i east, j
     north), block lengths in km, and the conversion of grid positions to degrees."""
 
-    def __init__(self, south: float, west: float, north: float, east: float, streets: int):
+    def __init__(self, south: float, west: float, north: float, east: float, streets: int) -> None:
         self.south, self.west, self.north, self.east = south, west, north, east
         self.last = streets - 1
         mid = math.radians((south + north) / 2)
@@ -259,7 +259,7 @@ class _Taxi:
     """One taxi: driving from intersection ``at`` towards the adjacent ``to``, ``done`` of
     the way there (0 <= done < 1)."""
 
-    def __init__(self, name: str, at: tuple[int, int], to: tuple[int, int], done: float):
+    def __init__(self, name: str, at: tuple[int, int], to: tuple[int, int], done: float) -> None:
         self.name = name
         self.at = at
         self.to = to

@@ -305,6 +305,7 @@ def read_recording(path: str | os.PathLike[str]) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise LivenbError(f"cannot read the recording {path}: {exc}") from exc
     base = table.select(["ts", "seq", "topic"]).to_pandas()
+    base["ts"] = base["ts"].astype("datetime64[ns, UTC]")  # the dtype sub.frame uses
     records = [orjson.loads(text) for text in table.column("data").to_pylist()]
     fields = pd.json_normalize([r if isinstance(r, dict) else {"value": r} for r in records])
     fields = fields.drop(columns=[c for c in ("ts", "seq", "topic") if c in fields.columns])

@@ -109,6 +109,10 @@ class LiveWidget(anywidget.AnyWidget):
         self.messages_sent += 1
         return 1
 
+    def __repr__(self) -> str:
+        state = " paused" if self.paused else ""
+        return f"<{type(self).__name__} {self.title!r} rate={self.rate:g}/s{state}>"
+
     def close(self) -> None:
         pump = getattr(self, "_pump", None)  # absent when __init__ failed
         if pump is not None:

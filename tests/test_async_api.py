@@ -248,3 +248,11 @@ async def test_tight_publish_loop_streams_while_running(ahub: AsyncHub, aclient:
         if i == 2500:
             frames_midway = aclient.stats()["frames_sent"]
     assert frames_midway >= 20  # sent as it went, not held until the loop ended
+
+
+def test_generated_tokens_never_look_like_command_line_options() -> None:
+    from livenb._server import _new_token
+
+    tokens = {_new_token() for _ in range(2000)}
+    assert len(tokens) == 2000 and not any(t.startswith("-") for t in tokens)
+    assert all(len(t) == 32 for t in tokens)

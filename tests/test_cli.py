@@ -294,7 +294,7 @@ def test_pub_publishes_stdin_lines_as_they_arrive(hub: livenb.Hub, unit: float) 
 def test_pub_malformed_json_argument_exits_2(
     hub: livenb.Hub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["pub", "T", "{oops", "--url", hub.url, "--token", str(hub.token)]) == 2
+    assert main(["pub", "T", "{oops", "--url", hub.url, f"--token={hub.token}"]) == 2
     assert_one_clean_error(capsys.readouterr().err, "invalid JSON")
 
 

@@ -1,18 +1,32 @@
-"""livenb.feeds: the synthetic ticker and the pacing helper (no network, fake clocks)."""
+"""livenb.feeds: the synthetic ticker, the taxi fleet and the pacing helper (no network, fake
+clocks)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import subprocess
 import sys
+from collections import defaultdict
+from typing import Any
 
 import pytest
 
-from livenb.feeds import DEFAULT_SYMBOLS, default_batch, paced, symbols_for, ticker
+from livenb.feeds import (
+    DEFAULT_BOUNDS,
+    DEFAULT_SYMBOLS,
+    default_batch,
+    paced,
+    symbols_for,
+    taxi_ids,
+    taxis,
+    ticker,
+)
 
 FIELDS = {"sym", "px", "qty", "bid", "ask"}
+TAXI_FIELDS = {"taxi", "lat", "lon", "speed", "status", "event", "trip_id", "fare", "trip_km"}
 
 
 class FakeTime:
@@ -109,6 +123,191 @@ def test_ticker_symbol_count() -> None:
 def test_ticker_rejects_bad_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         ticker(**kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ taxis
+def rounds(n: int, count: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """``count`` rounds of a fleet of ``n`` taxis."""
+    return list(itertools.islice(taxis(n, **kwargs), n * count))
+
+
+def km_between(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Street (Manhattan) distance in km between two records' positions."""
+    lat_a, lon_a, lat_b, lon_b = (float(r[k]) for r in (a, b) for k in ("lat", "lon"))
+    north = abs(lat_a - lat_b) * 111.32
+    east = abs(lon_a - lon_b) * 111.32 * math.cos(math.radians((lat_a + lat_b) / 2))
+    return north + east
+
+
+def test_taxi_ids() -> None:
+    assert taxi_ids(3) == ("T01", "T02", "T03")
+    assert taxi_ids(100)[-1] == "T100"
+    assert taxi_ids(100)[0] == "T001"
+    assert list(taxi_ids(120)) == sorted(taxi_ids(120))
+
+
+def test_taxis_are_deterministic_with_a_seed() -> None:
+    first = rounds(10, 200, seed=7)
+    assert first == rounds(10, 200, seed=7)
+    assert first != rounds(10, 200, seed=8)
+
+
+def test_taxis_leave_the_global_random_state_alone() -> None:
+    state = random.getstate()
+    rounds(5, 100, seed=1)
+    rounds(5, 100)
+    assert random.getstate() == state
+
+
+def test_taxi_records_have_the_documented_fields() -> None:
+    records = rounds(12, 300, seed=3)
+    ids = taxi_ids(12)
+    for k, record in enumerate(records):
+        assert set(record) == TAXI_FIELDS
+        assert record["taxi"] == ids[k % 12]  # rounds: every taxi once, in id order
+        assert type(record["lat"]) is float
+        assert type(record["lon"]) is float
+        assert type(record["speed"]) is float
+        assert 0.0 <= record["speed"] <= 50.0
+        assert record["status"] in ("free", "hired")
+        assert record["event"] in ("move", "pickup", "dropoff")
+        if record["event"] == "dropoff":
+            assert type(record["fare"]) is float
+            assert type(record["trip_km"]) is float
+        else:
+            assert record["fare"] is None
+            assert record["trip_km"] is None
+        if record["event"] in ("pickup", "dropoff"):
+            assert record["speed"] == 0.0  # standing at the kerb
+        assert (record["trip_id"] is None) == (
+            record["status"] == "free" and record["event"] != "dropoff"
+        )
+    json.dumps(records)  # plain JSON values: publishable as they are
+    assert {r["event"] for r in records} == {"move", "pickup", "dropoff"}
+    moving = [r["speed"] for r in records if r["event"] == "move" and r["speed"] > 0]
+    assert min(moving) >= 15.0  # 30% of max_speed
+    assert any(r["event"] == "move" and r["speed"] == 0.0 for r in records)  # red lights
+
+
+@pytest.mark.parametrize(
+    ("bounds", "streets"),
+    [(DEFAULT_BOUNDS, 15), ((-33.95, 151.15, -33.85, 151.25), 4), ((0.0, 0.0, 0.5, 0.25), 2)],
+)
+def test_taxis_stay_on_the_streets_inside_the_bounds(
+    bounds: tuple[float, float, float, float], streets: int
+) -> None:
+    south, west, north, east = bounds
+    records = rounds(8, 400, seed=5, bounds=bounds, streets=streets)
+    for record in records:
+        assert south <= record["lat"] <= north
+        assert west <= record["lon"] <= east
+        # On a street: on one of the grid's east-west or north-south lines (or both).
+        y = (record["lat"] - south) / (north - south) * (streets - 1)
+        x = (record["lon"] - west) / (east - west) * (streets - 1)
+        assert min(abs(y - round(y)), abs(x - round(x))) < 1e-4, record
+    # They go everywhere, corners included, over enough rounds.
+    assert min(r["lat"] for r in records) == south
+    assert max(r["lat"] for r in records) == north
+    assert min(r["lon"] for r in records) == west
+    assert max(r["lon"] for r in records) == east
+
+
+def test_taxis_drive_no_faster_than_max_speed() -> None:
+    records = rounds(10, 300, seed=9, step=20.0, max_speed=40.0)
+    last: dict[str, dict[str, Any]] = {}
+    moved = 0
+    for record in records:
+        before = last.get(record["taxi"])
+        if before is not None:
+            km = km_between(before, record)
+            assert km <= 40.0 * 20.0 / 3600 + 1e-3
+            if record["event"] == "pickup" or (record["event"] == "move" and not record["speed"]):
+                assert km == 0.0  # standing still
+            moved += km > 0
+        last[record["taxi"]] = record
+    assert moved > len(records) // 2
+
+
+def test_taxi_trips_start_and_end() -> None:
+    records = rounds(20, 500, seed=11, base_fare=2.5, per_km=2.0)
+    trips: dict[str, list[dict[str, Any]]] = defaultdict(list)  # trip_id -> its records
+    current: dict[str, str | None] = dict.fromkeys(taxi_ids(20))
+    for record in records:
+        taxi, trip = record["taxi"], record["trip_id"]
+        if record["event"] == "pickup":
+            assert current[taxi] is None, "picked up while hired"
+            assert record["status"] == "hired"
+            assert trip is not None and trip not in trips  # a new trip
+            assert trip.startswith(f"{taxi}-")
+            current[taxi] = trip
+        elif record["event"] == "dropoff":
+            assert current[taxi] == trip is not None
+            assert record["status"] == "free"
+            current[taxi] = None
+        else:
+            assert trip == current[taxi]
+            assert record["status"] == ("free" if trip is None else "hired")
+        if trip is not None:
+            trips[trip].append(record)
+
+    ended = {t: rs for t, rs in trips.items() if rs[-1]["event"] == "dropoff"}
+    assert len(ended) > 100  # plenty of trips over 500 rounds
+    per_taxi = {r[0]["taxi"] for r in ended.values()}
+    assert per_taxi == set(taxi_ids(20))  # every taxi completed a trip
+    numbers = defaultdict(list)
+    for trip in trips:
+        taxi, number = trip.split("-")
+        numbers[taxi].append(int(number))
+    assert all(n == list(range(1, len(n) + 1)) for n in numbers.values())  # T05-0001, -0002...
+    for trip, rs in ended.items():
+        pickup, dropoff = rs[0], rs[-1]
+        assert pickup["event"] == "pickup", trip
+        assert dropoff["fare"] == pytest.approx(2.5 + 2.0 * dropoff["trip_km"], abs=0.006)
+        # The route follows the streets: at least as long as the straight street distance
+        # between the positions it reported, and it ends more than a block from the pickup.
+        driven = sum(km_between(a, b) for a, b in itertools.pairwise(rs))
+        assert dropoff["trip_km"] >= driven - 0.02
+        assert km_between(pickup, dropoff) > 0.4  # more than one block (0.44 km or more)
+        assert dropoff["trip_km"] <= (len(rs) - 1) * 50.0 * 30.0 / 3600 + 0.01
+
+
+def test_taxis_hail_probability() -> None:
+    assert {r["status"] for r in rounds(5, 200, seed=1, hail=0.0)} == {"free"}
+    first = rounds(5, 1, seed=1, hail=1.0)
+    assert [r["event"] for r in first] == ["pickup"] * 5  # hailed at once
+
+
+def test_taxis_feed_a_paced_publisher() -> None:
+    fake = FakeTime()
+    batches = list(
+        paced(taxis(4, seed=2), 40.0, batch=4, count=4 * 10, clock=fake.clock, sleep=fake.sleep)
+    )
+    assert [[r["taxi"] for r in b] for b in batches] == [list(taxi_ids(4))] * 10
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n": 0},
+        {"n": True},
+        {"n": 2.5},
+        {"bounds": (41.9, -87.7, 41.8, -87.6)},  # south > north
+        {"bounds": (41.8, -87.6, 41.9, -87.7)},  # west > east
+        {"bounds": (41.8, -87.7, 41.9)},
+        {"bounds": (-91.0, 0.0, 0.0, 1.0)},
+        {"streets": 1},
+        {"step": 0},
+        {"step": float("inf")},
+        {"max_speed": -1.0},
+        {"hail": 1.5},
+        {"hail": float("nan")},
+        {"base_fare": -1.0},
+        {"per_km": float("nan")},
+    ],
+)
+def test_taxis_reject_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        taxis(**kwargs)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ paced

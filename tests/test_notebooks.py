@@ -4,6 +4,9 @@ The notebook is executed in memory (the file on disk stays clean, without output
 carry a tag in their metadata; the checks find cells by tag, so prose can be added freely.
 A second run applies ``nest_asyncio`` first, as some users and libraries do: livenb must keep
 working on a patched loop (DESIGN.md section 3).
+
+The helpers here (``execute``, ``cell``, ``result``, ``stdout``, ``check_saved_clean``, ...)
+are shared with the other notebooks' tests (test_nb_*.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import copy
 import itertools
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +63,19 @@ def load_quickstart() -> Any:
     return nbformat.read(QUICKSTART, as_version=4)
 
 
-def run(nb: Any, unit: float) -> Any:
-    """Execute ``nb`` (a copy) in a fresh python3 kernel with notebooks/ as the working dir."""
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def execute(nb: Any, unit: float, *, probe: str | None = None) -> tuple[Any, float]:
+    """Execute a copy of ``nb`` in a fresh python3 kernel with notebooks/ as the working dir,
+    after appending ``probe`` (a code cell tagged "probe") when given. Returns the executed
+    copy and the seconds it took, kernel start included. Raises CellExecutionError, with the
+    traceback, if a cell fails; each cell may take up to 12 units."""
     nb = copy.deepcopy(nb)
-    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="test-probe", metadata={"tags": ["probe"]}))
+    if probe is not None:
+        nb.cells.append(
+            nbformat.v4.new_code_cell(probe, id="test-probe", metadata={"tags": ["probe"]})
+        )
     client = nbclient.NotebookClient(
         nb,
         kernel_name="python3",
@@ -70,8 +83,62 @@ def run(nb: Any, unit: float) -> Any:
         startup_timeout=int(12 * unit),
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
-    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+    started = time.monotonic()
+    client.execute()
+    return nb, time.monotonic() - started
+
+
+def run(nb: Any, unit: float) -> Any:
+    """Execute the quickstart ``nb`` (a copy) with the PROBE cell appended."""
+    executed, _ = execute(nb, unit, probe=PROBE)
+    return executed
+
+
+def check_saved_clean(path: Path) -> Any:
+    """The notebook file is valid nbformat 4 for the python3 kernel and saved without outputs;
+    every code cell has exactly one tag and no two cells share one. Returns the notebook."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tags = []
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, (
+                f"save the notebook without outputs (cell {c.source[:40]!r})"
+            )
+            assert len(c.metadata.get("tags", [])) == 1, f"tag the cell {c.source[:40]!r}"
+            tags += c.metadata["tags"]
+    assert len(tags) == len(set(tags)), f"duplicate cell tags in {path.name}: {tags}"
     return nb
+
+
+def check_no_errors(nb: Any) -> None:
+    """Nothing failed, warned or logged: every output is a result, a display or stdout."""
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        for out in c.outputs:
+            assert out.output_type != "error", f"error in cell {c.source!r}: {out}"
+            assert not (out.output_type == "stream" and out.name == "stderr"), (
+                f"cell {c.source!r} wrote to stderr: {out.text}"
+            )
+
+
+def check_ran_in_time(name: str, seconds: float, unit: float) -> None:
+    """A notebook must run top to bottom well within a minute (12 units: 60 s unscaled).
+    A bound against hangs and runaway demos, not a speed measurement (benchmarks/ does that)."""
+    print(f"{name} ran in {seconds:.1f} s")
+    assert seconds < 12 * unit, f"{name} took {seconds:.1f} s; it must run in under a minute"
+
+
+def widget_views(nb: Any, tag: str) -> list[dict[str, Any]]:
+    """The widget views (model ids) the cell displayed or returned."""
+    return [
+        o.data[WIDGET_VIEW]
+        for o in cell(nb, tag).outputs
+        if o.output_type in ("display_data", "execute_result") and WIDGET_VIEW in o.data
+    ]
 
 
 def cell(nb: Any, tag: str) -> Any:
@@ -100,15 +167,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 def check_quickstart(nb: Any, *, nest_patched: bool) -> None:
-    # Nothing failed, warned or logged: every output is a result, display or stdout.
-    for c in nb.cells:
-        if c.cell_type != "code":
-            continue
-        for out in c.outputs:
-            assert out.output_type != "error", f"error in cell {c.source!r}: {out}"
-            assert not (out.output_type == "stream" and out.name == "stderr"), (
-                f"cell {c.source!r} wrote to stderr: {out.text}"
-            )
+    check_no_errors(nb)
 
     probe = stdout(nb, "probe").splitlines()
     assert Path(ast.literal_eval(probe[0])).resolve() == Path(livenb.__file__).resolve(), (
@@ -194,27 +253,38 @@ def check_quickstart(nb: Any, *, nest_patched: bool) -> None:
     assert sub_stats["type_changes"] == 0
     assert sub_stats["last_seq"] == {"ticks": 1504}
 
+    # The live widgets: each cell shows one widget view (a model the front end renders).
+    for tag in ("table", "chart", "status"):
+        views = widget_views(nb, tag)
+        assert len(views) == 1, f"cell {tag!r} should show one widget: {cell(nb, tag).outputs}"
+        assert views[0]["model_id"], views
+    assert len({widget_views(nb, tag)[0]["model_id"] for tag in ("table", "chart", "status")}) == 3
+    assert stdout(nb, "live").splitlines() == ["received: 2504"]  # 1,000 more ticks
+
     assert re.fullmatch(r"<Hub ws://127\.0\.0\.1:\d+ token=\*\*\* stopped>", result(nb, "closed"))
 
 
 def test_quickstart_is_saved_clean() -> None:
-    nb = load_quickstart()
-    nbformat.validate(nb)
-    assert nb.nbformat == 4
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    for c in nb.cells:
-        if c.cell_type == "code":
-            assert c.outputs == [] and c.execution_count is None, (
-                f"save the notebook without outputs (cell {c.source[:40]!r})"
-            )
+    nb = check_saved_clean(QUICKSTART)
     sources = "\n".join(c.source for c in nb.cells)
     assert "nest_asyncio" not in sources.replace("`nest_asyncio`", "")
-    assert ".table(" not in sources  # widgets are not part of the quick start (yet)
+    # The issue's tour: serve, publish, subscribe, frame, table, chart, status.
+    for call in (
+        "livenb.serve(",
+        ".publish(",
+        ".subscribe(",
+        ".frame",
+        ".table(",
+        ".chart(",
+        ".status(",
+    ):
+        assert call in sources, f"the quick start should show {call}"
 
 
 def test_quickstart_runs(unit: float) -> None:
-    nb = run(load_quickstart(), unit)
+    nb, seconds = execute(load_quickstart(), unit, probe=PROBE)
     check_quickstart(nb, nest_patched=False)
+    check_ran_in_time(QUICKSTART.name, seconds, unit)
 
 
 def test_quickstart_runs_after_nest_asyncio(unit: float) -> None:

@@ -60,7 +60,7 @@ def test_a_subscription_records_every_record_exactly(tmp_path: Path, unit: float
     assert recording_info(path) == {"rows": 2506, "pattern": "ticks.>", "gaps": [], "dropped": 0}
     frame = read_recording(path)
     assert list(frame.columns[:3]) == ["ts", "seq", "topic"]
-    assert str(frame["ts"].dtype) == "datetime64[us, UTC]"
+    assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"  # as in sub.frame
     assert frame["i"].iloc[2499] == 2499 and frame["book.bid"].iloc[2500] == 101.4
     assert frame["value"].iloc[2502] == "a plain string"
 
@@ -155,3 +155,31 @@ def test_bad_recordings_get_clear_errors(tmp_path: Path) -> None:
         replay(other, c, progress=False)
     with pytest.raises(livenb.LivenbError, match="cannot write"):
         Recorder(tmp_path / "no-such-dir" / "x.parquet")
+
+
+def test_subscribe_with_record_misses_nothing_from_the_first_record(
+    tmp_path: Path, unit: float
+) -> None:
+    """Records already flowing when the subscription starts are all in the file."""
+    import threading
+
+    path = tmp_path / "from-start.parquet"
+    with livenb.serve(port=0) as hub, hub.connect() as publisher, hub.connect() as c:
+        stop = threading.Event()
+
+        def flood() -> None:
+            while not stop.is_set():
+                publisher.publish("busy", {"x": 1})
+
+        worker = threading.Thread(target=flood)
+        worker.start()
+        try:
+            sub = c.subscribe("busy", window=None, record=path)
+            sub.wait(2000, timeout=unit)
+        finally:
+            stop.set()
+            worker.join(unit)
+        sub.close()  # finishes the file; nothing more is delivered after it
+    assert recording_length(path) == sub.received  # every delivered record, none missing
+    seqs = pq.read_table(path, columns=["seq"]).column("seq").to_pylist()
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous from the first
