@@ -73,7 +73,7 @@ bench: $(STAMP_TEST) ## Run every benchmarks/bench_*.py with the venv python (BE
 demo: $(STAMP_BASE) ## Run `livenb demo --seconds 5`
 	$(BIN)/livenb demo --seconds 5
 
-lab: $(STAMP_LAB) ## Install '.[lab]' and open the quickstart notebook in JupyterLab (LAB_ARGS)
+lab: $(STAMP_LAB) ## Install '.[lab,demos]' and open the quickstart notebook in JupyterLab (LAB_ARGS)
 	@test -f "$(NOTEBOOK)" || { echo "error: $(NOTEBOOK) does not exist (set NOTEBOOK=...)" >&2; exit 1; }
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" "$(NOTEBOOK)" $(LAB_ROOT_FLAG) $(LAB_ARGS)
 
@@ -115,5 +115,5 @@ $(STAMP_TEST): pyproject.toml $(STAMP_VENV)
 	@touch "$@"
 
 $(STAMP_LAB): pyproject.toml $(STAMP_VENV)
-	$(PIP) install $(PIP_INSTALL_FLAGS) -e '.[lab]'
+	$(PIP) install $(PIP_INSTALL_FLAGS) -e '.[lab,demos]'
 	@touch "$@"
