@@ -88,7 +88,10 @@ function renderTable(model, el) {
 
   const draw = scheduler(() => {
     const head = element("tr");
-    for (const name of columns) head.append(element("th", "", name));
+    const newest = rows[rows.length - 1] || {};
+    for (const name of columns) {  // numbers are right-aligned, their headers too
+      head.append(element("th", typeof newest[name] === "number" ? "livenb-num" : "", name));
+    }
     thead.replaceChildren(head);
     const lines = [];
     for (let i = rows.length - 1; i >= 0; i--) {  // newest first
