@@ -142,6 +142,7 @@ class ChartView:
         self.max_points = max_points
         self.window_rows = window_rows
         self.sent = 0
+        self.skipped: list[str] = []  # y fields that were text, so not drawn
 
     def _series(self, columns: Mapping[str, tuple[str, npt.NDArray[Any]]]) -> list[str]:
         if self.y is not None:
@@ -164,12 +165,21 @@ class ChartView:
         if reset:
             first, total, snapshot = self.source.tail(0, self.window_rows)
         columns = _columns(snapshot)
-        if self.x not in columns:
+        x_values = None
+        if self.x in columns:
+            x_values = as_numbers(*columns[self.x])
+        if x_values is None:  # no such column, or not numbers: row positions
             x_values = np.arange(first, total, dtype=np.float64)
-        else:
-            x_values = columns[self.x][1].astype(np.float64, copy=False)
-        names = self._series(columns)
-        series = [columns[name][1].astype(np.float64, copy=False) for name in names]
+        names: list[str] = []
+        series: list[npt.NDArray[np.float64]] = []
+        for name in self._series(columns):
+            values = as_numbers(*columns[name])
+            if values is None:  # text cannot be drawn: left out and reported, not a failure
+                if name not in self.skipped:
+                    self.skipped.append(name)
+                continue
+            names.append(name)
+            series.append(values)
         keep = decimate(x_values, series, self.max_points)
         message = {
             "kind": "points",
@@ -178,13 +188,26 @@ class ChartView:
             "n": total,
             "x": json_values("f", x_values[keep]),
             "series": {name: json_values("f", s[keep]) for name, s in zip(names, series, strict=True)},
-            "cutoff": _cutoff(self.source, self.x, self.x in columns),
+            "cutoff": _cutoff(self.source, self.x, self.x in columns and columns[self.x][0] != "s"),
             "max_points": self.max_points,
             "x_name": self.x,
             "mode": self.mode,
         }
         self.sent = total
         return message
+
+
+def as_numbers(kind: str, values: npt.NDArray[Any]) -> npt.NDArray[np.float64] | None:
+    """A column as float64 for drawing: numbers as they are, booleans as 0/1; None for text.
+    An object column (mixed types) draws its numbers and leaves the rest out (NaN)."""
+    if kind in ("f", "i", "b"):
+        return values.astype(np.float64, copy=False)
+    if kind == "O":
+        return np.array(
+            [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in values],
+            dtype=np.float64,
+        )
+    return None
 
 
 def _cutoff(source: Tail, x: str, has_x: bool) -> float | None:

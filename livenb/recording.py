@@ -103,6 +103,7 @@ class Recorder:
         self._data: list[str] = []
         self._wake = threading.Event()
         self._closed = False
+        self._finished = False  # the file's footer is written
         self.rows_written = 0
         self.row_groups = 0
         self.dropped = 0
@@ -179,22 +180,32 @@ class Recorder:
                     self._write(*batch)
                 except Exception as exc:  # disk full, ...: stop writing, say so
                     self.failure = exc
-                    self.dropped += len(batch[1])
+                    self._lost(len(batch[1]))
                     log.error("livenb: writing the recording %s failed: %r", self.path, exc)
             elif batch[1]:
-                self.dropped += len(batch[1])
+                self._lost(len(batch[1]))
             if closing:
                 return
 
+    def _lost(self, rows: int) -> None:
+        with self._lock:  # add() counts under the same lock
+            self.dropped += rows
+
     # ------------------------------------------------------------------ lifecycle
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is buffered and finish the file (idempotent)."""
+        """Write what is buffered and finish the file (idempotent). Raises LivenbError when
+        the writer cannot finish within ``timeout`` seconds (the file is then left open)."""
         with self._lock:
-            if self._closed:
+            if self._finished:
                 return
-            self._closed = True
+            self._closed = True  # add() takes no more rows; the writer ends after one more pass
         self._wake.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():  # never finish a file under a writer still writing it
+            raise LivenbError(
+                f"the recording {self.path} is still being written after {timeout} s; "
+                "call close() again to wait longer"
+            )
         gaps = orjson.dumps(self.gaps).decode()
         try:
             self._writer.add_key_value_metadata(
@@ -204,6 +215,7 @@ class Recorder:
         except Exception as exc:
             raise LivenbError(f"cannot finish the recording {self.path}: {exc}") from exc
         finally:
+            self._finished = True
             _open_recorders.discard(self)
         if self.failure is not None:
             raise LivenbError(f"the recording {self.path} is incomplete: {self.failure!r}")
@@ -308,7 +320,8 @@ def read_recording(path: str | os.PathLike[str]) -> pd.DataFrame:
     base["ts"] = base["ts"].astype("datetime64[ns, UTC]")  # the dtype sub.frame uses
     records = [orjson.loads(text) for text in table.column("data").to_pylist()]
     fields = pd.json_normalize([r if isinstance(r, dict) else {"value": r} for r in records])
-    fields = fields.drop(columns=[c for c in ("ts", "seq", "topic") if c in fields.columns])
+    # A record field named like a metadata column keeps its value as data.<name>.
+    fields = fields.rename(columns={c: f"data.{c}" for c in ("ts", "seq", "topic") if c in fields.columns})
     frame: pd.DataFrame = pd.concat([base, fields], axis=1)
     return frame
 

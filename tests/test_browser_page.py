@@ -68,3 +68,44 @@ def test_the_hub_page_works_through_jupyter_server_proxy(
             assert hub.stats()["refused"]["origin"] == 0
     finally:
         server.close()
+
+
+def test_the_browser_client_resumes_after_a_hub_restart(
+    browser: Any, tmp_path: Any, unit: float
+) -> None:
+    """livenb.js in Chromium: a restarted hub (same journal) is reconnected to; the watched
+    topic resumes with nothing lost or repeated, and a publish made while it was down is
+    stored exactly once."""
+    from .faults import free_port
+
+    port = free_port()
+    journal = tmp_path / "hub.journal"
+    hub = livenb.serve(port=port, journal=journal)
+    token = hub.token
+    page = browser.new_page()
+    try:
+        page.goto(hub.browser_url(token=True))
+        page.wait_for_selector("#status.open", timeout=unit * 2000)
+        page.click("#watch")
+        page.wait_for_selector("#log li:has-text('subscribed to demo')", timeout=unit * 1000)
+        with hub.connect() as c:
+            for n in (1, 2, 3):
+                c.publish("demo", {"n": n}, ack=True)
+        page.wait_for_selector("#log li:has-text('#3 ')", timeout=unit * 2000)
+        hub.close()
+        page.wait_for_selector("#status.error", timeout=unit * 2000)  # reconnecting
+        page.fill("#record", '{"n": 4, "while": "down"}')
+        page.click("#publish")  # kept until the hub is back, then sent once
+        hub = livenb.serve(port=port, journal=journal, token=token)
+        page.wait_for_selector("#result:has-text('stored as seq 4')", timeout=unit * 4000)
+        with hub.connect() as c:
+            c.publish("demo", {"n": 5}, ack=True)
+        page.wait_for_selector("#log li:has-text('#5 ')", timeout=unit * 2000)
+        log = page.locator("#log li").all_inner_texts()
+        seqs = [int(text.split("#")[1].split()[0]) for text in log if text.startswith("demo #")]
+        assert sorted(seqs) == [1, 2, 3, 4, 5]  # each once: resumed, not replayed again
+        stats = page.evaluate("window.livenbPage.client.stats")
+        assert stats["reconnects"] >= 1 and stats["gaps"] == 0
+    finally:
+        page.close()
+        hub.close()

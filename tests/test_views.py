@@ -131,3 +131,15 @@ def test_status_sends_changes_rates_and_a_stale_mark() -> None:
     assert m is not None and m["stale"] is True and m["fields"]["idle_s"] == 6.0
     with pytest.raises(ValueError):
         StatusView(lambda: stats, "server")
+
+
+def test_chart_draws_numbers_and_skips_text_instead_of_failing() -> None:
+    w = window()
+    w.ingest("t", 1, 1.0, [{"px": 1.0, "sym": "A", "mixed": 1}])
+    w.ingest("t", 2, 2.0, [{"px": 2.0, "sym": "B", "mixed": "n/a"}])  # mixed becomes object
+    view = ChartView(w, x="sym", y=["px", "sym", "mixed"])
+    m = view.update()
+    assert m is not None
+    assert m["series"] == {"px": [1.0, 2.0], "mixed": [1.0, None]}
+    assert m["x"] == [0.0, 1.0]  # a text x falls back to row positions
+    assert view.skipped == ["sym"]

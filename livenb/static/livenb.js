@@ -5,7 +5,7 @@
 //   client.onstatus = (state, detail) => console.log(state, detail);
 //   client.subscribe("ticks.*", (record) => console.log(record.topic, record.seq, record.data),
 //                    { onGap: (gap) => console.warn("lost", gap) });
-//   await client.publish("chat", { text: "hi" }, { ack: true });   // resolves to the seq
+//   const seq = await client.publish("chat", { text: "hi" });   // resolves once the hub stored it
 //
 // Browsers cannot set an Authorization header on a WebSocket, so the token goes in the first
 // message ({"op":"auth"}). The client reconnects by itself (exponential backoff with full
@@ -184,6 +184,9 @@ export class LivenbClient {
 
   // Resolves to the record's seq once the hub stored it; rejects on err or a fatal close.
   publish(topic, data) {
+    if (this._closing || this.state === "closed") {
+      return Promise.reject(new Error("the client is closed"));
+    }
     if (this.unacked.size >= this.maxPending) {
       return Promise.reject(new Error(`more than ${this.maxPending} publishes unacknowledged`));
     }
@@ -198,6 +201,8 @@ export class LivenbClient {
 
   close() {
     this._closing = true;
+    for (const entry of this.unacked.values()) entry.reject(new Error("the client was closed"));
+    this.unacked.clear();
     this.ws.close(1000);
   }
 }

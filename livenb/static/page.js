@@ -4,6 +4,7 @@ import { LivenbClient } from "./livenb.js";
 const $ = (id) => document.getElementById(id);
 const MAX_LINES = 200;
 let client = null;
+const watching = new Set();  // patterns shown in the log, kept across reconnects
 
 // The token can come in the URL's fragment (#token=...), which browsers never send to a server.
 const fragment = new URLSearchParams(location.hash.slice(1));
@@ -37,6 +38,13 @@ function connect() {
     $("status").className = state;
   };
   client.onerror = (err) => line(`error ${err.code}: ${err.message}`, "gap");
+  for (const pattern of watching) watch(pattern);  // a new connection keeps what was watched
+}
+
+function watch(pattern) {
+  client.subscribe(pattern, (r) => line(`${r.topic} #${r.seq}  ${JSON.stringify(r.data)}`), {
+    onGap: (g) => line(`gap on ${g.topic}: ${g.first}..${g.last ?? "?"} (${g.reason})`, "gap"),
+  });
 }
 
 $("login").onsubmit = (event) => {
@@ -46,9 +54,9 @@ $("login").onsubmit = (event) => {
 $("watch").onclick = () => {
   if (!client) connect();
   const pattern = $("pattern").value.trim();
-  client.subscribe(pattern, (r) => line(`${r.topic} #${r.seq}  ${JSON.stringify(r.data)}`), {
-    onGap: (g) => line(`gap on ${g.topic}: ${g.first}..${g.last ?? "?"} (${g.reason})`, "gap"),
-  });
+  if (watching.has(pattern)) return;  // already in the log
+  watching.add(pattern);
+  watch(pattern);
   line(`subscribed to ${pattern}`, "meta");
 };
 $("publish").onclick = async () => {
