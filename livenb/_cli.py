@@ -1,9 +1,10 @@
-"""The ``livenb`` command line (also ``python -m livenb``): serve, pub, sub and demo.
+"""The ``livenb`` command line (also ``python -m livenb``): serve, pub, sub, record, replay
+and demo.
 
-Exit codes: 0 success (also when ``serve``, ``sub`` or ``demo`` are stopped with Ctrl-C or
-SIGTERM), 1 runtime errors (hub unreachable, wrong token, connection lost, the hub refused a
-record), 2 usage and input errors (bad options, invalid topic, malformed JSON), 130 when
-``pub`` is interrupted. Expected errors print one line to stderr, never a traceback.
+Exit codes: 0 success (also when ``serve``, ``sub``, ``record`` or ``demo`` are stopped with
+Ctrl-C or SIGTERM), 1 runtime errors (hub unreachable, wrong token, connection lost, the hub
+refused a record, an unreadable recording), 2 usage and input errors (bad options, invalid
+topic, malformed JSON), 130 when ``pub`` or ``replay`` is interrupted. Expected errors print one line to stderr, never a traceback.
 """
 
 from __future__ import annotations
