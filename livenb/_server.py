@@ -26,6 +26,7 @@ from websockets.protocol import State
 
 from . import _protocol as p
 from ._errors import LivenbError
+from ._fdlimit import check_capacity
 from ._history import (
     DEFAULT_HISTORY,
     DEFAULT_HISTORY_TOTAL_BYTES,
@@ -528,6 +529,7 @@ class AsyncHub:
             "unauthenticated": 0,  # HTTP 503: max_unauthenticated waiting for auth
         }
         self._oversized = 0  # connections closed with 1009
+        self._fd_limit: int | None = None  # the soft file-descriptor limit after start
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
         if slow_consumer not in SLOW_CONSUMER_POLICIES:
@@ -590,6 +592,7 @@ class AsyncHub:
             return self
         if self._closed:
             raise LivenbError("this hub was closed; create a new one")
+        self._fd_limit = check_capacity(self.max_connections)
         if self.journal_path is not None and self._journal is None:
             await self._open_journal(self.journal_path)
         ssl_context = None
@@ -756,6 +759,7 @@ class AsyncHub:
             "oversized_frames": self._oversized,
             "rate_limited_records": c.rate_limited,
             "max_connections": self.max_connections,
+            "fd_limit": self._fd_limit,
             "journal": None if self.journal_path is None else str(self.journal_path),
             "journal_commits": 0 if self._journal is None else self._journal.commits,
             "journal_failure": (
@@ -852,7 +856,24 @@ class AsyncHub:
         prefix = f"/p/{self._page_key}/"
         return hmac.compare_digest(path[: len(prefix)].encode(), prefix.encode())
 
+    def healthy(self) -> tuple[bool, str]:
+        """``(True, "ok")`` while the hub serves and can keep its promises; else ``(False,
+        why)``. What ``GET /healthz`` reports (200 or 503) to load balancers."""
+        if self._closed or self._server is None:
+            return False, "not serving"
+        if self._journal is not None and self._journal.failure is not None:
+            return False, "the journal failed"
+        return True, "ok"
+
+    def _serve_health(self, ws: ServerConnection) -> Response:
+        ok, why = self.healthy()
+        body = orjson.dumps({"status": "ok" if ok else "unavailable", "reason": why})
+        status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+        return _respond(ws, status, "application/json", body, {"Cache-Control": "no-store"})
+
     def _serve_page(self, ws: ServerConnection, request: Request) -> Response:
+        if request.path.split("?", 1)[0] == "/healthz":  # for load balancers; no auth, no data
+            return self._serve_health(ws)
         found = page(request.path)
         if found is None:
             return ws.respond(
@@ -860,15 +881,7 @@ class AsyncHub:
                 "livenb: not found; this is a livenb hub (WebSocket), its page is at /\n",
             )
         content_type, body = found
-        response = ws.respond(HTTPStatus.OK, "")
-        response.body = body
-        headers = response.headers
-        del headers["Content-Length"], headers["Content-Type"]  # websockets' text/plain ones
-        headers["Content-Length"] = str(len(body))
-        headers["Content-Type"] = content_type
-        for name, value in SECURITY_HEADERS.items():
-            headers[name] = value
-        return response
+        return _respond(ws, HTTPStatus.OK, content_type, body, SECURITY_HEADERS)
 
     def browser_url(self, *, token: bool = False) -> str:
         """Where a browser finds the hub's page (publish and watch topics from a phone or
@@ -1038,6 +1051,25 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
+
+
+def _respond(
+    ws: ServerConnection,
+    status: HTTPStatus,
+    content_type: str,
+    body: bytes,
+    extra: Mapping[str, str],
+) -> Response:
+    """An HTTP response with ``body`` (websockets' own respond() makes text/plain)."""
+    response = ws.respond(status, "")
+    response.body = body
+    headers = response.headers
+    del headers["Content-Length"], headers["Content-Type"]
+    headers["Content-Length"] = str(len(body))
+    headers["Content-Type"] = content_type
+    for name, value in extra.items():
+        headers[name] = value
+    return response
 
 
 def _new_token() -> str:
