@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,7 @@ from ._history import (
     limits_for,
 )
 from ._journal import Journal
-from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
+from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 from ._origins import allowlist, is_loopback, origin_allowed
 from ._pages import SECURITY_HEADERS, is_upgrade, page
 from ._permissions import grants
@@ -69,6 +69,9 @@ DEFAULT_SEND_TIMEOUT: Final = 10.0
 DEFAULT_AUTH_TIMEOUT: Final = 5.0  # connected -> {"op":"auth"} received (browsers)
 DEFAULT_MAX_UNAUTHENTICATED: Final = 100  # connections waiting for their auth message
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # TCP accepted -> WebSocket open (incl. TLS)
+# A connection's sender task ends after this long with nothing to send (and starts again
+# with the next frame): tens of thousands of idle subscribers then hold no task each.
+SENDER_IDLE: Final = 2.0
 
 # What happens when a subscriber's outgoing queue would exceed one of its bounds.
 DISCONNECT: Final = "disconnect"  # close 4008; the client reconnects and resumes from history
@@ -152,6 +155,9 @@ class _Item:
         return topic
 
 
+_IDLE_QUEUE: Final[deque[_Item]] = deque()  # shared by idle peers; never appended to
+
+
 class _Peer:
     """One connection's outgoing side: a bounded queue drained by its own sender task.
 
@@ -181,15 +187,20 @@ class _Peer:
         "closing",
         "conn",
         "dropped_records",
+        "last_heard",
         "max_bytes",
         "max_frames",
         "max_records",
+        "ping_sent",
+        "pinger",
         "policy",
         "queue",
         "records",
         "replay_bytes",
         "replay_frames",
         "replay_records",
+        "sender",
+        "start_sender",
         "wake",
         "ws",
     )
@@ -205,7 +216,9 @@ class _Peer:
     ) -> None:
         self.conn = conn
         self.ws = ws
-        self.queue: deque[_Item] = deque()
+        # Idle connections share one empty queue (a deque costs about 760 bytes): a peer
+        # gets its own with its first frame and gives it back when its sender goes idle.
+        self.queue: deque[_Item] = _IDLE_QUEUE
         self.bytes = 0  # every queued frame, replay included
         self.records = 0
         self.replay_frames = 0  # the replay's share, not held against the bounds
@@ -216,8 +229,15 @@ class _Peer:
         self.max_records = max_records
         self.policy = policy
         self.dropped_records = 0
-        self.wake = asyncio.Event()
+        self.wake: asyncio.Event | None = None  # made with the sender
         self.closing = False
+        # The sender task is made on the first queued frame: an idle subscriber costs no
+        # task (memory per connection matters at tens of thousands of them).
+        self.sender: asyncio.Task[None] | None = None
+        self.start_sender: Callable[[_Peer], None] | None = None
+        self.last_heard = time.monotonic()  # the hub-wide keepalive reads these
+        self.ping_sent: float | None = None
+        self.pinger: asyncio.Task[None] | None = None
 
     def offer(self, item: _Item) -> bool:
         """Queue ``item`` (applying the overflow policy when it does not fit); False when the
@@ -246,9 +266,22 @@ class _Peer:
             and self.records - self.replay_records + item.records <= self.max_records
         )
 
+    def _own_queue(self) -> deque[_Item]:
+        if self.queue is _IDLE_QUEUE:
+            self.queue = deque()
+        return self.queue
+
     def _append(self, item: _Item) -> None:
-        self.queue.append(item)
+        self._own_queue().append(item)
         self._count(item, 1)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Wake the sender, starting it on the first frame."""
+        if self.wake is None:
+            self.wake = asyncio.Event()
+            if self.start_sender is not None:
+                self.start_sender(self)
         self.wake.set()
 
     def _count(self, item: _Item, sign: int) -> None:
@@ -347,11 +380,12 @@ class _Peer:
                 and records <= self.max_records
             ):
                 self.clear()
+                queue = self._own_queue()
                 for queued in items:
-                    self.queue.append(queued)
+                    queue.append(queued)
                     self._count(queued, 1)
                 self.dropped_records += dropped
-                self.wake.set()
+                self._kick()
                 return True
         return False  # one record per topic plus the control frames do not fit
 
@@ -365,13 +399,23 @@ class _Peer:
     async def run_sender(self, send_timeout: float) -> None:
         ws = self.ws
         queue = self.queue
+        wake = self.wake
+        assert wake is not None
         while True:
-            await self.wake.wait()
-            self.wake.clear()
+            try:
+                async with asyncio.timeout(SENDER_IDLE):
+                    await wake.wait()
+            except TimeoutError:
+                if not queue:  # idle: end the task; the next frame starts another
+                    self.wake = self.sender = None
+                    self.queue = _IDLE_QUEUE
+                    return
+            wake.clear()
             while queue:
                 frame = self.take()
                 async with asyncio.timeout(send_timeout):
                     await ws.send(frame, text=True)
+                del frame  # not kept while idle: frames can be large (and over-allocated)
 
 
 def _conflate(items: list[_Item], trim: bool) -> tuple[list[_Item], int]:
@@ -583,6 +627,7 @@ class AsyncHub:
         self._dropped_records = 0  # by drop_oldest / latest, on connections now closed
         self._dead_peers = 0
         self._closers: set[asyncio.Task[None]] = set()  # 4008 closes in progress
+        self._heartbeat: asyncio.Task[None] | None = None  # the hub-wide keepalive
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -629,6 +674,10 @@ class AsyncHub:
         self._port = self._server.sockets[0].getsockname()[1] if self._server.sockets else 0
         self._started_at = time.time()
         self._own_origins = own_origins(self.host, self._port, self.tls)
+        if self.ping_interval is not None and self.ping_timeout is not None:
+            self._heartbeat = asyncio.create_task(
+                self._keepalive(self.ping_interval, self.ping_timeout), name="livenb-hub-keepalive"
+            )
         log.info("livenb hub listening on %s (auth %s)", self.url, "on" if self.token else "OFF")
         if self.token is None:
             log.warning(
@@ -692,6 +741,11 @@ class AsyncHub:
         if server is not None:
             server.close()
             await server.wait_closed()
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         journal, self._journal = self._journal, None
         if journal is not None:
             await asyncio.to_thread(journal.close)
@@ -920,15 +974,8 @@ class AsyncHub:
         peer = _Peer(
             conn, ws, self.queue_frames, self.queue_bytes, self.queue_records, self.slow_consumer
         )
+        peer.start_sender = self._start_sender
         self._peers[conn] = peer
-        sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{conn}")
-        liveness = Liveness()
-        heartbeat = None
-        if self.ping_interval is not None and self.ping_timeout is not None:
-            heartbeat = asyncio.create_task(
-                keepalive(ws, liveness, self.ping_interval, self.ping_timeout, self._dead_peer),
-                name=f"livenb-hub-keepalive-{conn}",
-            )
         try:
             if not has_header and self.token is not None:
                 try:
@@ -941,7 +988,7 @@ class AsyncHub:
                 finally:
                     self._unauthenticated.discard(ws)  # authenticated, or on its way out
             async for frame in ws:
-                liveness.heard()
+                peer.last_heard = time.monotonic()
                 await self._receive(conn, frame)
         except ConnectionClosed:
             pass
@@ -953,7 +1000,7 @@ class AsyncHub:
             core.close(conn)
             del self._peers[conn]
             self._dropped_records += peer.dropped_records
-            for task in (sender, heartbeat):
+            for task in (peer.sender, peer.pinger):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -1042,6 +1089,29 @@ class AsyncHub:
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
 
+    def _start_sender(self, peer: _Peer) -> None:
+        peer.sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{peer.conn}")
+
+    async def _keepalive(self, interval: float, grace: float) -> None:
+        """One task pings every quiet connection (not one task per connection): a peer that
+        sent nothing for ``interval`` seconds gets a ping; one that then stays silent for
+        ``grace`` seconds is aborted (see _keepalive.py for why writes do not count)."""
+        step = max(0.05, min(1.0, interval / 4, grace / 4))
+        while True:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            for peer in list(self._peers.values()):
+                if peer.ping_sent is None:
+                    if now - peer.last_heard >= interval and not peer.closing:
+                        peer.ping_sent = now
+                        peer.pinger = asyncio.create_task(_ping(peer))
+                elif peer.last_heard >= peer.ping_sent:
+                    peer.ping_sent = None  # heard from it since the ping
+                elif now - peer.ping_sent >= grace:
+                    peer.ping_sent = None
+                    peer.ws.transport.abort()  # frees the socket at once; no close handshake
+                    self._dead_peer()
+
     async def _run_sender(self, peer: _Peer) -> None:
         try:
             await peer.run_sender(self.send_timeout)
@@ -1051,6 +1121,15 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
+
+
+async def _ping(peer: _Peer) -> None:
+    """Ping ``peer``; its pong counts as hearing from it."""
+    with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+        pong = await peer.ws.ping()
+        await pong
+        peer.last_heard = time.monotonic()
+    peer.pinger = None
 
 
 def _respond(

@@ -40,6 +40,15 @@ from .helpers import until
 # ----------------------------------------------------------------- the queue, without a network
 
 
+@pytest.fixture(autouse=True)
+def idle_queue_stays_empty() -> Any:
+    """Idle peers share one empty queue: no policy may ever append to it."""
+    from livenb._server import _IDLE_QUEUE
+
+    yield
+    assert not _IDLE_QUEUE
+
+
 class Feed:
     """Publishes numbered records per topic into a peer, as the hub core would."""
 
