@@ -22,7 +22,6 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from . import _protocol as p
 from ._errors import LivenbError
@@ -72,6 +71,7 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # TCP accepted -> WebSocket open (incl.
 # A connection's sender task ends after this long with nothing to send (and starts again
 # with the next frame): tens of thousands of idle subscribers then hold no task each.
 SENDER_IDLE: Final = 2.0
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # retryable: the waiting places were taken meanwhile
 
 # What happens when a subscriber's outgoing queue would exceed one of its bounds.
 DISCONNECT: Final = "disconnect"  # close 4008; the client reconnects and resumes from history
@@ -576,6 +576,13 @@ class AsyncHub:
         self._fd_limit: int | None = None  # the soft file-descriptor limit after start
         if not auth and token is not None:
             raise ValueError("give a token or auth=False, not both")
+        for given in [token or "", *(tokens or {})]:
+            if given and len(given) < 16:  # the random default has 32 characters (192 bits)
+                log.warning(
+                    "livenb hub: a token of %d characters can be guessed; use at least 16 "
+                    "random characters (or let the hub make one)",
+                    len(given),
+                )
         if slow_consumer not in SLOW_CONSUMER_POLICIES:
             raise ValueError(
                 f"slow_consumer must be one of {', '.join(map(repr, SLOW_CONSUMER_POLICIES))} "
@@ -851,7 +858,8 @@ class AsyncHub:
     # ------------------------------------------------------------------ connections
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         headers = request.headers
-        if not is_upgrade(headers.get("Connection"), headers.get("Upgrade")):
+        connection = ", ".join(headers.get_all("Connection"))  # (headers may repeat)
+        if not is_upgrade(connection, ", ".join(headers.get_all("Upgrade"))):
             return self._serve_page(ws, request)
         # A web page the user visits can open a WebSocket to localhost: only pages from an
         # allowed origin may (browsers always send Origin; other clients do not).
@@ -868,6 +876,21 @@ class AsyncHub:
             )
         if self.token is None:
             return None  # auth is off: an Authorization header (e.g. from a proxy) is ignored
+        authorization = headers.get_all("Authorization")
+        if not authorization:  # may authenticate with {"op":"auth"} as its first message
+            # Cheap early refusal; the place is taken in _handle, once the handshake is done.
+            if len(self._unauthenticated) >= self.max_unauthenticated:
+                return self._too_many_waiting(ws)
+            return None
+        scheme, _, presented = authorization[0].partition(" ")
+        if (
+            len(authorization) == 1
+            and scheme.lower() == "bearer"
+            and self._core.check_token(presented.strip())
+        ):
+            # The right token always gets in: the throttle must not let one local process
+            # that keeps failing lock out everyone who shares its address (127.0.0.1).
+            return None
         address = _address(ws)
         now = time.monotonic()
         if self._throttle.blocked(address, now):
@@ -879,27 +902,16 @@ class AsyncHub:
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        authorization = headers.get_all("Authorization")
-        if not authorization:  # may authenticate with {"op":"auth"} as its first message
-            self._unauthenticated = {w for w in self._unauthenticated if w.state is not State.CLOSED}
-            if len(self._unauthenticated) >= self.max_unauthenticated:
-                self._refused["unauthenticated"] += 1
-                return ws.respond(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
-                    "livenb: too many connections waiting to authenticate; retry, or send an "
-                    "Authorization header\n",
-                )
-            self._unauthenticated.add(ws)
-            return None
-        scheme, _, presented = authorization[0].partition(" ")
-        if (
-            len(authorization) > 1
-            or scheme.lower() != "bearer"
-            or not self._core.check_token(presented.strip())
-        ):
-            self._login_failed(ws)
-            return ws.respond(HTTPStatus.UNAUTHORIZED, "livenb: missing or wrong access token\n")
-        return None
+        self._login_failed(ws)
+        return ws.respond(HTTPStatus.UNAUTHORIZED, "livenb: missing or wrong access token\n")
+
+    def _too_many_waiting(self, ws: ServerConnection) -> Response:
+        self._refused["unauthenticated"] += 1
+        return ws.respond(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "livenb: too many connections waiting to authenticate; retry, or send an "
+            "Authorization header\n",
+        )
 
     def _origin_ok(self, origin: str | None, path: str) -> bool:
         """No Origin (not a browser), an allowed one, the hub's own page (its own address, by
@@ -978,6 +990,13 @@ class AsyncHub:
         self._peers[conn] = peer
         try:
             if not has_header and self.token is not None:
+                # Only connections whose handshake succeeded take a waiting place, so a
+                # handshake refused after _process_request can never hold one.
+                if len(self._unauthenticated) >= self.max_unauthenticated:
+                    self._refused["unauthenticated"] += 1
+                    await ws.close(CLOSE_TRY_AGAIN_LATER, "too many connections waiting to authenticate")
+                    return
+                self._unauthenticated.add(ws)
                 try:
                     async with asyncio.timeout(self.auth_timeout):
                         await self._receive(conn, await ws.recv())
