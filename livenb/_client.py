@@ -137,6 +137,7 @@ class AsyncSubscription:
         self.recovered: bool | None = None  # the last resume's answer from the hub
         self._gap_callbacks: list[GapCallback] = []
         self._recorders: list[Recorder] = []  # each gets every delivered batch
+        self._finishing: asyncio.Future[None] | None = None  # recordings being finished
         self.closed = False
         self._callbacks: list[RecordCallback] = [on_record] if on_record else []
         self._buffer = buffer
@@ -259,6 +260,23 @@ class AsyncSubscription:
             if not future.done():
                 future.set_exception(error)
         self._waiters = []
+        if self._recorders:  # however it ended (closed, client closed, fatal close): finish files
+            self._finishing = asyncio.ensure_future(self._finish_recordings())
+            self.client._finishing.add(self._finishing)
+            self._finishing.add_done_callback(self.client._finishing.discard)
+            self._finishing.add_done_callback(_log_recording_failure)
+
+    async def _finish_recordings(self) -> None:
+        """Finish every recording (each one, even if another fails); raise the first error."""
+        recorders, self._recorders = self._recorders, []
+        errors = []
+        for recorder in recorders:
+            try:
+                await asyncio.to_thread(recorder.close)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     # ------------------------------------------------------------------ API
     def on_gap(self, callback: GapCallback) -> GapCallback:
@@ -409,9 +427,8 @@ class AsyncSubscription:
         if not self.closed:
             self._end(None)
             await self.client._release(self)
-        recorders, self._recorders = self._recorders, []
-        for recorder in recorders:
-            await asyncio.to_thread(recorder.close)
+        if self._finishing is not None:
+            await asyncio.shield(self._finishing)
 
     def record(self, path: str | os.PathLike[str], **options: Any) -> Recorder:
         """Write every record this subscription receives from now on to a Parquet file
@@ -547,6 +564,7 @@ class AsyncClient:
         self._hub_ts: float | None = None  # the newest hub time seen (pattern resumes)
         self._last_message = 0.0  # monotonic time of the last frame from the hub
         self.errors: deque[p.Err] = deque(maxlen=100)  # recent unsolicited errors from the hub
+        self._finishing: set[asyncio.Future[None]] = set()  # recordings being finished
         self.frames_sent = 0
         self.frames_resent = 0
         self.records_settled = 0  # records the hub acknowledged (or refused with an error)
@@ -735,6 +753,8 @@ class AsyncClient:
                     await self._supervisor
             await self._end_session()
             self._fail(ConnectionClosedError("the client was closed"))
+            if self._finishing:  # recordings of the subscriptions just ended
+                await asyncio.gather(*self._finishing, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -1225,6 +1245,11 @@ def _closed_exception(ws: ClientConnection) -> ConnectionClosed:
 
 def _no_op() -> None:
     pass
+
+
+def _log_recording_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("livenb: a recording could not be finished: %s", future.exception())
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

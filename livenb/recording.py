@@ -49,6 +49,10 @@ __all__ = ["Recorder", "read_recording", "recording_info", "recording_length", "
 
 def _pyarrow() -> Any:
     try:
+        # pyarrow imports this lazily on its first write; at interpreter exit that import
+        # fails ("can't register atexit after shutdown") and the recording would be lost.
+        import concurrent.futures.thread  # noqa: F401
+
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:

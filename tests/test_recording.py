@@ -183,3 +183,34 @@ def test_subscribe_with_record_misses_nothing_from_the_first_record(
     assert recording_length(path) == sub.received  # every delivered record, none missing
     seqs = pq.read_table(path, columns=["seq"]).column("seq").to_pylist()
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous from the first
+
+
+def test_closing_the_client_finishes_its_recordings(tmp_path: Path, unit: float) -> None:
+    path = tmp_path / "client-close.parquet"
+    with livenb.serve(port=0) as hub:
+        c = hub.connect()
+        sub = c.subscribe("t", record=path)
+        c.publish_many("t", [{"i": i} for i in range(1000)])
+        c.flush()
+        sub.wait(1000, timeout=unit)
+        c.close()  # not sub.close(): the client's end must finish the file too
+    assert recording_length(path) == 1000  # readable: its footer was written
+
+
+def test_a_script_that_exits_without_closing_keeps_its_recording(tmp_path: Path, unit: float) -> None:
+    path = tmp_path / "at-exit.parquet"
+    code = f"""
+import livenb
+hub = livenb.serve(port=0)
+c = hub.connect()
+sub = c.subscribe("t", record={str(path)!r})
+for i in range(1000):
+    c.publish("t", {{"i": i}})
+c.flush()
+sub.wait(1000, timeout=10)
+# no close(): interpreter exit must finish the file
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10 * unit, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert recording_info(path)["rows"] == 1000 and recording_info(path)["dropped"] == 0
