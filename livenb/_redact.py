@@ -18,14 +18,24 @@ _MASK: Final = "***"
 _SECRETS: Final = (
     re.compile(r"(?i)(\bauthorization\s*:\s*)[^\r\n]*"),  # a header line, whatever its scheme
     re.compile(r"(?i)(\bbearer\s+)[^\s'\",]+"),
-    # A JSON token field, escapes included; the value may be cut short by a log's truncation.
-    re.compile(r"(\"token\"\s*:\s*\")(?:\\.|[^\"\\])*"),
+    # A JSON token field, escapes included (also an escaped newline around the colon, as a
+    # frame's repr shows it); the value may be cut short by a log's truncation.
+    re.compile(r"(\"token\"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*\")(?:\\.|[^\"\\])*"),
     re.compile(r"([?&]token=)[^&\s'\"]*"),
 )
 
 
+# websockets logs a frame as `< TEXT '<payload>' [N bytes]`, cutting long payloads in the
+# middle: a token can then appear without its "token" label. An auth message's payload is
+# therefore masked whole.
+_AUTH_FRAME: Final = re.compile(r"^([<>] TEXT ')(.*\bauth\b.*)('(?: \[\d+ bytes\])?)$", re.DOTALL)
+
+
 def redact(text: str) -> str:
     """``text`` with every access token it carries replaced by ``***``."""
+    frame = _AUTH_FRAME.match(text)
+    if frame is not None:
+        return frame.group(1) + _MASK + frame.group(3)
     for pattern in _SECRETS:
         text = pattern.sub(lambda match: match.group(1) + _MASK, text)
     return text

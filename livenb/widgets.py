@@ -76,8 +76,11 @@ class LiveWidget(anywidget.AnyWidget):
         self.rate = float(rate)
         self.view = view
         self.messages_sent = 0
-        self._shown = False  # a front end said hello: there is someone to send to
-        self._reset = threading.Event()  # set by front-end requests, taken by the pump
+        # Views showing this widget now: each says hello when it renders and bye when it is
+        # removed (a re-run cell, a closed notebook), so a widget nobody sees sends nothing.
+        self.views = 0
+        self._lock = threading.Lock()
+        self._reset = False  # a view asked for a full snapshot; taken by the pump
         self.on_msg(self._on_front_end)
         self.observe(self._on_pause, names="paused")
         self._pump = _pump.pump()
@@ -85,24 +88,37 @@ class LiveWidget(anywidget.AnyWidget):
 
     # ---------------------------------------------------------------- front end -> kernel
     def _on_front_end(self, _widget: Any, content: Mapping[str, Any], _buffers: Any) -> None:
-        if isinstance(content, Mapping) and content.get("type") in ("hello", "resync"):
-            self._shown = True
-            self._reset.set()
+        kind = content.get("type") if isinstance(content, Mapping) else None
+        if kind == "bye":
+            with self._lock:
+                self.views = max(0, self.views - 1)
+        elif kind in ("hello", "resync"):
+            with self._lock:
+                if kind == "hello":
+                    self.views += 1
+                self._reset = True
             self._pump.wake(self)
 
     def _on_pause(self, change: Mapping[str, Any]) -> None:
         if not change["new"]:  # resumed: a fresh snapshot rather than the backlog
-            self._reset.set()
+            with self._lock:
+                self._reset = True
             self._pump.wake(self)
 
     # ---------------------------------------------------------------- pump thread only
     def pump(self) -> int:
         """Send this widget's update, if any (called by the pump thread only)."""
-        if self.paused or not self._shown:
+        if self.paused or not self.views:
             return 0
-        reset = self._reset.is_set()
-        self._reset.clear()
-        message = self.view.update(reset=reset)
+        with self._lock:  # taken and cleared at once: a request arriving now is kept
+            reset, self._reset = self._reset, False
+        try:
+            message = self.view.update(reset=reset)
+        except Exception:
+            if reset:  # the snapshot is still owed
+                with self._lock:
+                    self._reset = True
+            raise
         if message is None:
             return 0
         self.send(message)

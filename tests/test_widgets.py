@@ -163,3 +163,25 @@ def test_a_subscription_without_a_window_has_no_table(hub: livenb.Hub) -> None:
         with pytest.raises(livenb.LivenbError, match="window=None"):
             sub.table()
     assert pump_stats()["max_messages"] > 0
+
+
+def test_a_widget_nobody_shows_any_more_sends_nothing(hub: livenb.Hub, unit: float) -> None:
+    """A re-run cell leaves its old widget behind: when its view says bye, it stops."""
+    with hub.connect() as c:
+        sub = c.subscribe("t")
+        old, new = sub.table(), sub.table()
+        sent_old, sent_new = Sent(old), Sent(new)
+        for s in (sent_old, sent_new):
+            s.hello()
+        wait_until(lambda: sent_old.messages and sent_new.messages, unit, "the snapshots")
+        old._on_front_end(old, {"type": "bye"}, [])  # its cell was re-run
+        assert (old.views, new.views) == (0, 1)
+        before = len(sent_old.messages)
+        for i in range(50):
+            c.publish("t", {"i": i})
+        c.flush()
+        sub.wait(50, timeout=unit)
+        wait_until(lambda: sent_new.messages[-1]["n"] == 50, unit, "the visible table updated")
+        assert len(sent_old.messages) == before
+        old.close()
+        new.close()

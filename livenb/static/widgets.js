@@ -335,7 +335,12 @@ const RENDERERS = { table: renderTable, chart: renderChart, status: renderStatus
 export default {
   render({ model, el }) {
     const render = RENDERERS[model.get("view_kind")];
-    if (render) render(model, el);
-    else el.textContent = `livenb: unknown widget kind ${model.get("view_kind")}`;
+    if (!render) {
+      el.textContent = `livenb: unknown widget kind ${model.get("view_kind")}`;
+      return undefined;
+    }
+    render(model, el);  // says hello: the kernel starts sending to this view
+    // Removed (a re-run cell, a closed tab): the kernel stops sending when no view is left.
+    return () => model.send({ type: "bye" });
   },
 };
