@@ -42,6 +42,7 @@ log = logging.getLogger("livenb.recording")
 DEFAULT_ROW_GROUP: Final = 10_000
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_MAX_BUFFERED: Final = 1_000_000  # rows waiting for the writer; beyond: dropped, counted
+DEFAULT_MAX_BUFFERED_BYTES: Final = 256 << 20  # ... and their JSON bytes
 SCHEMA_VERSION: Final = "1"
 
 __all__ = ["Recorder", "read_recording", "recording_info", "recording_length", "replay"]
@@ -78,6 +79,7 @@ class Recorder:
         row_group: int = DEFAULT_ROW_GROUP,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
     ) -> None:
         if row_group < 1 or not flush_interval > 0 or max_buffered < row_group:
             raise ValueError("need row_group >= 1, flush_interval > 0, max_buffered >= row_group")
@@ -87,6 +89,8 @@ class Recorder:
         self.row_group = row_group
         self.flush_interval = flush_interval
         self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered_bytes
+        self._buffered_bytes = 0
         self._schema = pa.schema(
             [
                 ("topic", pa.string()),
@@ -119,26 +123,31 @@ class Recorder:
 
     # ------------------------------------------------------------------ loop thread
     def add(self, message: p.Msg) -> None:
-        """Buffer one delivered batch (loop thread; never blocks on disk)."""
-        records = message.records
+        """Buffer one delivered batch (loop thread; never blocks on disk). What does not fit
+        in ``max_buffered`` rows and ``max_buffered_bytes`` bytes is dropped and counted."""
+        data = [orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY).decode() for r in message.records]
         with self._lock:
             if self._closed:
                 return
-            room = self.max_buffered - len(self._seqs)
-            if room < len(records):
-                lost = len(records) - max(room, 0)
+            rows_left = self.max_buffered - len(self._seqs)
+            bytes_left = self.max_buffered_bytes - self._buffered_bytes
+            keep = 0
+            while keep < min(len(data), rows_left) and len(data[keep]) <= bytes_left:
+                bytes_left -= len(data[keep])
+                keep += 1
+            if keep < len(data):
                 if not self.dropped:
                     log.warning(
                         "livenb: the recorder of %s cannot keep up; dropping rows (counted)",
                         self.path,
                     )
-                self.dropped += lost
-                records = records[: max(room, 0)]
-            n = len(records)
-            self._topics += [message.topic] * n
-            self._seqs += range(message.seq, message.seq + n)
-            self._ts += [message.ts] * n
-            self._data += [orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY).decode() for r in records]
+                self.dropped += len(data) - keep
+                data = data[:keep]
+            self._buffered_bytes = self.max_buffered_bytes - bytes_left
+            self._topics += [message.topic] * keep
+            self._seqs += range(message.seq, message.seq + keep)
+            self._ts += [message.ts] * keep
+            self._data += data
             if len(self._seqs) >= self.row_group:
                 self._wake.set()
 
@@ -155,6 +164,7 @@ class Recorder:
         with self._lock:
             taken = (self._topics, self._seqs, self._ts, self._data)
             self._topics, self._seqs, self._ts, self._data = [], [], [], []
+            self._buffered_bytes = 0
             return taken
 
     def _write(self, topics: list[str], seqs: list[int], ts: list[float], data: list[str]) -> None:

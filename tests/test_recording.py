@@ -214,3 +214,14 @@ sub.wait(1000, timeout=10)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert recording_info(path)["rows"] == 1000 and recording_info(path)["dropped"] == 0
+
+
+def test_the_buffer_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "bytes.parquet", row_group=10, max_buffered=100,
+                        max_buffered_bytes=1000, flush_interval=60)
+    recorder.add(p.Msg("t", 1, 1.0, ["x" * 300] * 5))  # 302 bytes each as JSON
+    assert recorder.dropped == 2  # three fit in 1,000 bytes
+    recorder.close()
+    assert recording_info(tmp_path / "bytes.parquet") == {
+        "rows": 3, "pattern": "", "gaps": [], "dropped": 2,
+    }
