@@ -195,6 +195,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             options["keyfile"] = args.keyfile
         if args.journal:
             options["journal"] = args.journal
+        if args.engine:
+            if args.journal:
+                raise CliError("give --journal or --engine, not both", EXIT_USAGE)
+            options["engine"] = args.engine
         hub = serve(args.host, args.port, **options)
         try:
             print(f"livenb hub: {hub.url}", flush=True)
@@ -795,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("disconnect", "drop_oldest", "latest"),
         default="disconnect",
         help="what to do with a subscriber whose queue is full (default: %(default)s)",
+    )
+    serve_p.add_argument(
+        "--engine",
+        default=None,
+        metavar="URL",
+        help="share topics with other hubs through Redis (redis://host:6379/0); see "
+        "docs/deploy.md",
     )
     limits = serve_p.add_argument_group("limits (see docs/security.md)")
     limits.add_argument(

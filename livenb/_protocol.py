@@ -30,6 +30,7 @@ TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 INTERNAL_ERROR: Final = "internal_error"  # a hub bug; the request was not carried out
 RATE_LIMITED: Final = "rate_limited"  # over the connection's publish rate; nothing stored
 FORBIDDEN: Final = "forbidden"  # the connection's token lacks the right for this topic
+ENGINE_UNAVAILABLE: Final = "engine_unavailable"  # the hub's Redis is unreachable; retry
 ERROR_CODES: Final = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -43,6 +44,7 @@ ERROR_CODES: Final = (
     FORBIDDEN,
     RATE_LIMITED,
     INTERNAL_ERROR,
+    ENGINE_UNAVAILABLE,
 )
 
 # --- WebSocket close codes the hub uses ---

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import _protocol as p
-from ._errors import LivenbError
+from ._errors import LivenbError, ProtocolError
 from ._fdlimit import check_capacity
 from ._history import (
     DEFAULT_HISTORY,
@@ -39,19 +39,21 @@ from ._origins import allowlist, is_loopback, origin_allowed
 from ._pages import SECURITY_HEADERS, is_upgrade, page
 from ._permissions import grants
 from ._redact import traffic_logger
+from ._redis import RedisEngine
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
     DEFAULT_RATE_LIMIT,
     Action,
     Close,
+    Forward,
     HubCore,
     Persist,
     Send,
 )
 from ._throttle import DEFAULT_AUTH_FAILURE_BURST, DEFAULT_AUTH_FAILURE_RATE, FailureThrottle
 from ._tls import self_signed, server_context
-from ._topics import check_pattern
+from ._topics import check_pattern, is_pattern, matches
 
 if TYPE_CHECKING:
     from .widgets import StatusPanel
@@ -517,6 +519,8 @@ class AsyncHub:
         max_topics: int = DEFAULT_MAX_TOPICS,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         journal: str | os.PathLike[str] | None = None,
+        engine: str | None = None,
+        engine_prefix: str = "livenb",
         origins: Iterable[str] = (),
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         rate_limit: float | None = DEFAULT_RATE_LIMIT,
@@ -609,6 +613,13 @@ class AsyncHub:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.journal_path = None if journal is None else Path(journal)
+        if engine is not None and journal is not None:
+            raise ValueError("give journal= or engine=, not both (Redis keeps the history)")
+        if engine is not None and not engine.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"engine must be a redis:// URL (got {engine!r})")
+        self.engine_url = engine
+        self.engine_prefix = engine_prefix
+        self._engine: RedisEngine | None = None
         self._journal: Journal | None = None
         self._core_options: dict[str, Any] = {
             "token": self.token,
@@ -647,6 +658,8 @@ class AsyncHub:
         self._fd_limit = check_capacity(self.max_connections)
         if self.journal_path is not None and self._journal is None:
             await self._open_journal(self.journal_path)
+        if self.engine_url is not None and self._engine is None:
+            await self._open_engine(self.engine_url)
         ssl_context = None
         if self.tls:
             if self.certfile is None:  # tls=True: a self-signed certificate for this host
@@ -693,6 +706,83 @@ class AsyncHub:
                 self.url,
             )
         return self
+
+    async def _open_engine(self, url: str) -> None:
+        """Join the hubs that share ``url``: their epoch and numbering become this hub's."""
+        core = self._core
+
+        def maxlen(topic: str) -> int:  # stream entries are batches: at most one per record
+            return max(1, limits_for(topic, core.history, core.history_rules).records)
+
+        def now() -> float:
+            return time.time()
+
+        def on_batch(topic: str, first: int, ts: float, records: list[Any]) -> None:
+            self._core.deliver(topic, first, ts, records, now())
+            self._flush_core()
+
+        def on_stored(forward: Forward, first: int, count: int, duplicate: bool) -> None:
+            self._core.stored(forward, first, count, duplicate)
+            self._flush_core()
+
+        def on_refused(forward: Forward, code: str, message: str) -> None:
+            self._core.refuse(forward, code, message)
+            self._flush_core()
+
+        engine = RedisEngine(
+            url,
+            on_batch=on_batch,
+            on_stored=on_stored,
+            on_refused=on_refused,
+            maxlen_for=maxlen,
+            prefix=self.engine_prefix,
+        )
+        epoch = await engine.start()
+        self._core = HubCore(epoch=epoch, sequenced=False, **self._core_options)
+        engine.wanted = self._core.wanted
+        engine.discovered = self._discovered
+        self._engine = engine
+        log.info("livenb hub: Redis engine %s, epoch %s", url, epoch)
+
+    def _discovered(self, topic: str) -> None:
+        """A topic another node created: follow it if one of our patterns wants it."""
+        engine = self._engine
+        if engine is not None and self._core.wanted(topic) and not engine.tracks(topic):
+            engine.follow(topic)
+
+    async def _prime(self, conn: int, pattern: str) -> bool:
+        """Before a ``sub`` with an engine: bring the topics it names into this hub (their
+        history and last seq), so replies and resumes are the same on every node."""
+        engine = self._engine
+        assert engine is not None
+        core = self._core
+        try:
+            if is_pattern(pattern):
+                topics = sorted(t for t in await engine.known_topics() if matches(pattern, t))
+            else:
+                topics = [pattern]
+            for topic in topics:
+                if core.knows(topic) or engine.tracks(topic):
+                    continue
+                keep = max(1, limits_for(topic, core.history, core.history_rules).records)
+                last, batches = await engine.prime(topic, keep)
+                if not core.knows(topic):
+                    core.restore(topic, last, batches, time.time())
+        except Exception as exc:  # Redis unreachable: refuse this sub, clearly
+            engine._lost(exc)
+            core.reject(
+                conn,
+                p.ENGINE_UNAVAILABLE,
+                f"the hub cannot read {pattern!r} from its Redis engine ({exc}); subscribe again later",
+                pattern,
+            )
+            self._flush_core()
+            return False
+        return True
+
+    def _flush_core(self) -> None:
+        for peer, code, reason in self._dispatch(self._core.drain()):
+            self._close_peer(peer, code, reason)
 
     async def _open_journal(self, path: Path) -> None:
         """Load the journal: its epoch, seqs, recent history and producers become the hub's."""
@@ -753,6 +843,9 @@ class AsyncHub:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
         journal, self._journal = self._journal, None
         if journal is not None:
             await asyncio.to_thread(journal.close)
@@ -822,6 +915,7 @@ class AsyncHub:
             "max_connections": self.max_connections,
             "fd_limit": self._fd_limit,
             "journal": None if self.journal_path is None else str(self.journal_path),
+            "engine": None if self._engine is None else self._engine.stats(),
             "journal_commits": 0 if self._journal is None else self._journal.commits,
             "journal_failure": (
                 None
@@ -929,6 +1023,8 @@ class AsyncHub:
             return False, "not serving"
         if self._journal is not None and self._journal.failure is not None:
             return False, "the journal failed"
+        if self._engine is not None:
+            return self._engine.healthy()
         return True, "ok"
 
     def _serve_health(self, ws: ServerConnection) -> Response:
@@ -1030,6 +1126,11 @@ class AsyncHub:
         if peer is not None and peer.closing:
             return  # read only to reach the peer's close frame; nothing more is handled
         core = self._core
+        if self._engine is not None and type(frame) is str and '"sub"' in frame:
+            sub = _sub_of(frame)
+            if sub is not None and core.authenticated(conn) and not await self._prime(conn, sub):
+                return  # refused with engine_unavailable
+            core = self._core
         if type(frame) is str:
             core.receive(conn, frame, time.time())
         else:
@@ -1054,6 +1155,9 @@ class AsyncHub:
                     peer = peers.get(target)
                     if peer is not None and not peer.closing and not peer.offer(item):
                         self._slow_consumer(peer)
+            elif type(action) is Forward:
+                assert self._engine is not None
+                self._engine.submit(action)
             elif type(action) is Persist:
                 assert self._journal is not None
                 self._journal.submit(action)
@@ -1188,6 +1292,15 @@ def own_origins(host: str, port: int, tls: bool) -> frozenset[tuple[str, str, in
         names.add(f"[{host}]" if ":" in host and not host.startswith("[") else host)
     scheme = "https" if tls else "http"
     return allowlist(f"{scheme}://{name}:{port}" for name in names)
+
+
+def _sub_of(frame: str) -> str | None:
+    """The topic or pattern of a valid ``sub`` frame (None for anything else)."""
+    try:
+        message = p.decode_client(frame)
+    except ProtocolError:
+        return None
+    return message.topic if isinstance(message, p.Sub) else None
 
 
 def _address(ws: ServerConnection) -> str:

@@ -78,7 +78,20 @@ class Close:
     reason: str
 
 
-Action = Send | Close | Persist
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """With an engine (``sequenced=False``): a checked publish for the engine to store. The
+    engine assigns ``seq`` and ``ts``; call :meth:`HubCore.stored` with the result (it sends
+    the ack), and every node's reader hands the stored batch to :meth:`HubCore.deliver`."""
+
+    conn: int
+    topic: str
+    records: list[Any]
+    request_id: p.RequestId | None
+    pid: str | None
+
+
+Action = Send | Close | Persist | Forward
 
 
 @dataclass(slots=True)
@@ -126,6 +139,7 @@ class HubCore:
         history_total_bytes: int = DEFAULT_HISTORY_TOTAL_BYTES,
         journaled: bool = False,
         tokens: Mapping[str, Permissions] | None = None,
+        sequenced: bool = True,
     ) -> None:
         self.epoch: Final = epoch or secrets.token_hex(8)
         self._token = token
@@ -147,6 +161,9 @@ class HubCore:
         self._seq: dict[str, int] = {}  # topic -> last assigned seq
         self._committed: dict[str, int] = {}  # topic -> last durable (delivered) seq
         self.journaled = journaled
+        # False: an engine (Redis) numbers records for every node; this core forwards
+        # publishes to it and delivers what the engine's reader brings back.
+        self.sequenced = sequenced
         self._exact: dict[str, set[int]] = {}  # topic -> subscribed connections
         self._patterns: dict[str, set[int]] = {}  # wildcard pattern -> connections
         self._routes: dict[str, tuple[int, ...]] = {}  # cache: topic -> receivers
@@ -311,6 +328,17 @@ class HubCore:
             conn, message, len(message.records), now
         ):
             return
+        if not self.sequenced:
+            try:  # what cannot be relayed is refused before the engine stores it
+                p.encode_msg_frame(topic, 1, now, message.records)
+            except TypeError as exc:
+                self._error(
+                    conn, p.BAD_FIELD, f"a record cannot be relayed: {exc}", message.id, topic
+                )
+                return
+            self.counters.records_in += len(message.records)
+            self._out.append(Forward(conn, topic, message.records, message.id, message.pid))
+            return
         pid = message.pid
         if pid is not None:
             known = self.producers.seen(pid, message.id)  # type: ignore[arg-type]
@@ -387,6 +415,73 @@ class HubCore:
                 self.counters.records_out += n * len(receivers)
         if batch.request_id is not None and conn in self._connections:
             self._out.append(Send((conn,), p.encode(p.Ack(batch.request_id, first, n))))
+
+    # ------------------------------------------------------------------ engine mode
+    def stored(self, forward: Forward, first: int, count: int, duplicate: bool = False) -> None:
+        """The engine stored ``forward`` as seqs ``first``.. (or had it already: ``duplicate``,
+        with ``first`` 0 when it no longer knows where): acknowledge it."""
+        if forward.request_id is not None and forward.conn in self._connections:
+            ack = p.Ack(forward.request_id, first, count, duplicate)
+            self._out.append(Send((forward.conn,), p.encode(ack)))
+
+    def reject(self, conn: int, code: str, message: str, topic: str | None = None) -> None:
+        """Answer a request of ``conn`` with ``err`` (the I/O layer refused it)."""
+        if conn in self._connections:
+            self._error(conn, code, message, topic=topic)
+
+    def refuse(self, forward: Forward, code: str, message: str) -> None:
+        """The engine could not store ``forward``: tell its publisher (nothing was stored)."""
+        if forward.conn in self._connections:
+            self._error(forward.conn, code, message, forward.request_id, forward.topic)
+
+    def deliver(self, topic: str, first: int, ts: float, records: list[Any], now: float) -> None:
+        """A batch the engine stored (on any node), read back in seq order: keep it in the
+        history and send it to this node's subscribers. Batches already delivered are
+        skipped; a hole (records trimmed from the engine before this node read them) is
+        reported to the subscribers as a ``history_exceeded`` gap, never passed over."""
+        last = self._committed.get(topic, 0)
+        n = len(records)
+        if first + n - 1 <= last:
+            return  # already delivered (a reader resumed from an older position)
+        if first <= last:
+            records = records[last - first + 1 :]
+            first, n = last + 1, len(records)
+        receivers = self._routes.get(topic)
+        if receivers is None:
+            receivers = self._route(topic)
+        if first > last + 1 and topic in self._committed and receivers:
+            gap = p.encode(p.Gap(topic, last + 1, first - 1, GAP_HISTORY_EXCEEDED))
+            self._out.append(Send(receivers, gap))
+            self.counters.gaps += 1
+        frame = p.encode_msg_frame(topic, first, ts, records)
+        self._seq[topic] = self._committed[topic] = first + n - 1
+        history = self._histories.get(topic)
+        if history is None:
+            history = self._histories[topic] = TopicHistory(
+                limits_for(topic, self.history, self.history_rules)
+            )
+        self._remember(history, Batch(first, ts, records, frame), now)
+        if receivers:
+            self._out.append(Send(receivers, frame, n))
+            self.counters.frames_out += len(receivers)
+            self.counters.records_out += n * len(receivers)
+
+    def authenticated(self, conn: int) -> bool:
+        state = self._connections.get(conn)
+        return state is not None and state.perms is not None
+
+    def knows(self, topic: str) -> bool:
+        """True when this core holds ``topic`` (primed from the engine, or delivered)."""
+        return topic in self._committed
+
+    def wanted(self, topic: str) -> bool:
+        """True when a connection of this node subscribes to ``topic`` (exactly or by a
+        pattern): the engine's reader must bring its records here."""
+        return topic in self._exact or any(matches(p_, topic) for p_ in self._patterns)
+
+    def subscribed_patterns(self) -> list[str]:
+        """The wildcard patterns this node's connections subscribe to."""
+        return list(self._patterns)
 
     def restore(self, topic: str, last: int, batches: Iterable[Batch], now: float) -> None:
         """Startup from a journal: ``topic`` was at seq ``last``, with these recent batches."""

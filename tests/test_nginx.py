@@ -26,7 +26,9 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 class Nginx:
     """deploy/nginx.conf with its marked values filled in, run in the foreground."""
 
-    def __init__(self, tmp: Path, hubs: list[int]) -> None:
+    def __init__(self, tmp: Path, hubs: list[int], *, failover: bool = False) -> None:
+        """``failover``: every client goes to the first hub while it lives, the others are
+        backups (instead of hashing), so a test knows which hub to kill."""
         if not Path(NGINX).exists():
             pytest.skip("nginx is not installed (apt-get install nginx)")
         trustme = pytest.importorskip("trustme")
@@ -37,7 +39,12 @@ class Nginx:
         self.cafile = tmp / "ca.pem"
         self.port = free_port()
         conf = (ROOT / "deploy" / "nginx.conf").read_text()
-        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in hubs)
+        servers = "\n".join(
+            f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s{' backup' if failover and i else ''};"
+            for i, port in enumerate(hubs)
+        )
+        if failover:
+            conf = conf.replace("        hash $remote_addr consistent;\n", "")
         conf = re.sub(r"(?m)^        server 127\.0\.0\.1:\d+ .*\n", "", conf)
         conf = conf.replace("        keepalive 32;", servers + "\n        keepalive 32;")
         conf = conf.replace("listen 443 ssl;", f"listen 127.0.0.1:{self.port} ssl;")

@@ -1,0 +1,365 @@
+"""The Redis engine: several hubs share topics through Redis Streams.
+
+Every node stores a publish with one Lua script that numbers it and appends it to the
+topic's stream, so ``seq`` (and the shared ``epoch``) mean the same on every node and a
+client resumes on any of them. Each node reads back only the topics its own subscribers
+want, one stream read per node for all of them (``XREAD`` over every tracked stream), and
+fans out locally.
+
+Keys (``<prefix>`` is ``livenb`` unless set):
+
+============================ ======================================================
+``<prefix>:epoch``           the shared epoch (set once, by the first node)
+``<prefix>:seqs``            hash: topic -> last seq
+``<prefix>:topics``          set of every topic (nodes discover new ones here)
+``<prefix>:s:<topic>``       stream: one entry per published batch, ID ``<first seq>-0``,
+                             fields ``n`` (records), ``ts`` (Redis time), ``b`` (JSON array)
+``<prefix>:pid:<producer>``  ``<highest frame id>:<its last seq>``, expiring: a frame a
+                             client resends (after its hub died) is stored once
+============================ ======================================================
+
+Streams are trimmed with ``MAXLEN ~`` to the topic's history bound (in batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from . import _protocol as p
+from ._errors import LivenbError
+from ._history import Batch
+from ._state import Forward
+
+log = logging.getLogger("livenb.redis")
+
+DEFAULT_PREFIX: Final = "livenb"
+DEFAULT_MAX_PENDING: Final = 10_000  # frames waiting for Redis; beyond: refused (counted)
+PID_TTL: Final = 86_400  # seconds a producer's last frame is remembered
+READ_BLOCK_MS: Final = 100  # how long one XREAD waits before the tracked set is looked at again
+DISCOVER_INTERVAL: Final = 1.0  # seconds between scans of the topic set (patterns)
+BATCH_STORES: Final = 100  # forwards stored per round trip
+
+# KEYS: seqs, stream, topics, pid key ("" without pid)
+# ARGV: topic, n, batch JSON, maxlen, frame id ("" without pid), pid ttl, new-topic channel
+_STORE: Final = """
+local pid, fid = KEYS[4], ARGV[5]
+if pid ~= '' and fid ~= '' then
+  local prev = redis.call('GET', pid)
+  if prev then
+    local hi, seq = string.match(prev, '^(%d+):(%d+)$')
+    if hi and tonumber(fid) <= tonumber(hi) then
+      if tonumber(fid) == tonumber(hi) then return {'dup', seq, ''} end
+      return {'dup', '0', ''}
+    end
+  end
+end
+local n = tonumber(ARGV[2])
+local last = redis.call('HINCRBY', KEYS[1], ARGV[1], n)
+local first = last - n + 1
+local t = redis.call('TIME')
+local ts = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], first .. '-0', 'n', n, 'ts', ts, 'b', ARGV[3])
+if redis.call('SADD', KEYS[3], ARGV[1]) == 1 then redis.call('PUBLISH', ARGV[7], ARGV[1]) end
+if pid ~= '' and fid ~= '' then
+  redis.call('SET', pid, fid .. ':' .. first, 'EX', ARGV[6])
+end
+return {'ok', tostring(first), ts}
+"""
+
+
+def _redis() -> Any:
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise LivenbError("engine='redis://...' needs redis-py: pip install 'livenb[redis]'") from None
+    return aioredis
+
+
+class RedisEngine:
+    """One node's link to Redis (see the module docstring). Callbacks run on the loop:
+    ``on_batch(topic, first, ts, records)`` for every batch read back, in seq order per topic;
+    ``on_stored(forward, first, count, duplicate)`` and ``on_refused(forward, code, message)``
+    for publishes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_batch: Callable[[str, int, float, list[Any]], None],
+        on_stored: Callable[[Forward, int, int, bool], None],
+        on_refused: Callable[[Forward, str, str], None],
+        maxlen_for: Callable[[str], int],
+        prefix: str = DEFAULT_PREFIX,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.on_batch = on_batch
+        self.on_stored = on_stored
+        self.on_refused = on_refused
+        self.maxlen_for = maxlen_for
+        self.max_pending = max_pending
+        self._redis: Any = None
+        self._reader_redis: Any = None
+        self._store_sha = ""
+        self._pending: deque[Forward] = deque()
+        self._has_pending = asyncio.Event()
+        self._tracked: dict[str, str] = {}  # stream key -> last ID read
+        self._tracking = asyncio.Event()
+        self._known: set[str] = set()  # topics this node has seen in the topic set
+        self._tasks: list[asyncio.Task[None]] = []
+        self.epoch = ""
+        self.connected = False
+        self.outages = 0
+        self.reconnects = 0
+        self.stored_frames = 0
+        self.refused_frames = 0
+        self.read_batches = 0
+        self.last_error: str | None = None
+        self.down_since: float | None = None
+        self.wanted: Callable[[str], bool] = lambda topic: False
+        self.discovered: Callable[[str], None] = lambda topic: None
+
+    # ------------------------------------------------------------------ keys
+    def stream(self, topic: str) -> str:
+        return f"{self.prefix}:s:{topic}"
+
+    def _topic_of(self, stream: str) -> str:
+        return stream[len(self.prefix) + 3 :]
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> str:
+        """Connect, agree on the epoch; start the writer, reader and discovery tasks."""
+        aioredis = _redis()
+        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        self._reader_redis = aioredis.from_url(self.url, decode_responses=True)
+        try:
+            await self._redis.set(f"{self.prefix}:epoch", _new_epoch(), nx=True)
+            self.epoch = await self._redis.get(f"{self.prefix}:epoch")
+            self._store_sha = await self._redis.script_load(_STORE)
+            self._known = set(await self._redis.smembers(f"{self.prefix}:topics"))
+        except Exception as exc:
+            await self.close()
+            raise LivenbError(f"cannot use the Redis engine at {self.url}: {exc}") from exc
+        self.connected = True
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="livenb-redis-writer"),
+            asyncio.create_task(self._reader(), name="livenb-redis-reader"),
+            asyncio.create_task(self._discover(), name="livenb-redis-discover"),
+        ]
+        return self.epoch
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        for client in (self._redis, self._reader_redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    def healthy(self) -> tuple[bool, str]:
+        if not self.connected:
+            return False, f"Redis unreachable ({self.last_error})"
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        if dead:
+            return False, f"Redis engine task ended: {', '.join(dead)}"
+        return True, "ok"
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "connected": self.connected,
+            "down_for": None if self.down_since is None else time.monotonic() - self.down_since,
+            "outages": self.outages,
+            "reconnects": self.reconnects,
+            "stored_frames": self.stored_frames,
+            "pending_frames": len(self._pending),
+            "refused_frames": self.refused_frames,
+            "read_batches": self.read_batches,
+            "tracked_topics": len(self._tracked),
+            "last_error": self.last_error,
+        }
+
+    # ------------------------------------------------------------------ failures
+    def _lost(self, exc: BaseException) -> None:
+        self.last_error = repr(exc)
+        if self.connected:
+            self.connected = False
+            self.outages += 1
+            self.down_since = time.monotonic()
+            log.warning("livenb hub: lost Redis at %s (%r); retrying", self.url, exc)
+
+    def _back(self) -> None:
+        if not self.connected:
+            self.connected = True
+            self.reconnects += 1
+            self.down_since = None
+            log.warning("livenb hub: Redis at %s is back", self.url)
+
+    async def _backoff(self, attempt: int) -> None:
+        await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+
+    # ------------------------------------------------------------------ publishing
+    def submit(self, forward: Forward) -> None:
+        """Queue a publish for storing (loop thread). Beyond ``max_pending`` frames waiting
+        (Redis down for long), it is refused with ``engine_unavailable`` at once."""
+        if len(self._pending) >= self.max_pending:
+            self.refused_frames += 1
+            self.on_refused(
+                forward,
+                p.ENGINE_UNAVAILABLE,
+                f"the hub cannot reach its Redis engine ({self.last_error}); publish again later",
+            )
+            return
+        self._pending.append(forward)
+        self._has_pending.set()
+
+    async def _writer(self) -> None:
+        attempt = 0
+        while True:
+            await self._has_pending.wait()
+            batch = [self._pending[i] for i in range(min(BATCH_STORES, len(self._pending)))]
+            try:
+                results = await self._store(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down: keep them queued, in order, and retry
+                self._lost(exc)
+                await self._backoff(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._back()
+            for _ in batch:
+                self._pending.popleft()
+            if not self._pending:
+                self._has_pending.clear()
+            for forward, result in zip(batch, results, strict=True):
+                kind, first = result[0], int(result[1])
+                self.stored_frames += 1
+                self.on_stored(forward, first, len(forward.records), kind == "dup")
+
+    async def _store(self, batch: list[Forward]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for f in batch:
+            pid_key = f"{self.prefix}:pid:{f.pid}" if f.pid is not None else ""
+            fid = str(f.request_id) if f.pid is not None and f.request_id is not None else ""
+            pipe.evalsha(
+                self._store_sha,
+                4,
+                f"{self.prefix}:seqs",
+                self.stream(f.topic),
+                f"{self.prefix}:topics",
+                pid_key,
+                f.topic,
+                len(f.records),
+                orjson.dumps(f.records).decode(),
+                self.maxlen_for(f.topic),
+                fid,
+                PID_TTL,
+                f"{self.prefix}:new-topics",
+            )
+        try:
+            return list(await pipe.execute())
+        except Exception as exc:
+            if type(exc).__name__ != "NoScriptError":  # (redis.exceptions, imported lazily)
+                raise
+            # Redis restarted and forgot the script. Nothing of this batch ran (the first
+            # call failed, and each later one would fail the same way): load it and redo.
+            self._store_sha = await self._redis.script_load(_STORE)
+            return await self._store(batch)
+
+    # ------------------------------------------------------------------ reading
+    async def prime(self, topic: str, keep: int) -> tuple[int, list[Batch]]:
+        """The newest ``keep`` batches of ``topic`` and its last seq; from now on the reader
+        brings the rest. (A topic already tracked is not primed again.)"""
+        entries = await self._redis.xrevrange(self.stream(topic), "+", "-", count=max(1, keep))
+        entries.reverse()
+        batches = [_batch(topic, entry_id, fields) for entry_id, fields in entries]
+        if batches:
+            last = batches[-1].first + len(batches[-1].records) - 1
+            self._track(topic, entries[-1][0])
+        else:
+            last = int(await self._redis.hget(f"{self.prefix}:seqs", topic) or 0)
+            self._track(topic, "0-0")
+        return last, batches
+
+    def follow(self, topic: str) -> None:
+        """Read ``topic`` from its first retained record (a topic new to this node, found
+        for a pattern subscription: everything in it came after the subscription)."""
+        self._track(topic, "0-0")
+
+    def tracks(self, topic: str) -> bool:
+        return self.stream(topic) in self._tracked
+
+    def _track(self, topic: str, last_id: str) -> None:
+        self._tracked.setdefault(self.stream(topic), last_id)
+        self._tracking.set()
+
+    async def _reader(self) -> None:
+        attempt = 0
+        while True:
+            await self._tracking.wait()
+            streams = dict(self._tracked)
+            try:
+                reply = await self._reader_redis.xread(streams, count=500, block=READ_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # resume from the same IDs once Redis is back
+                self._lost(exc)
+                await self._backoff(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._back()
+            for stream, entries in reply or ():
+                topic = self._topic_of(stream)
+                for entry_id, fields in entries:
+                    batch = _batch(topic, entry_id, fields)
+                    self._tracked[stream] = entry_id
+                    self.read_batches += 1
+                    self.on_batch(topic, batch.first, batch.ts, batch.records)
+
+    async def known_topics(self) -> set[str]:
+        return set(await self._redis.smembers(f"{self.prefix}:topics"))
+
+    async def _discover(self) -> None:
+        """Topics created on other nodes, for this node's pattern subscriptions."""
+        while True:
+            await asyncio.sleep(DISCOVER_INTERVAL)
+            try:
+                topics = await self.known_topics()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                continue
+            for topic in sorted(topics - self._known):
+                self._known.add(topic)
+                self.discovered(topic)
+
+
+def _batch(topic: str, entry_id: str, fields: dict[str, str]) -> Batch:
+    first = int(entry_id.split("-", 1)[0])
+    ts = float(fields["ts"])
+    records = orjson.loads(fields["b"])
+    return Batch(first, ts, records, p.encode_msg_frame(topic, first, ts, records))
+
+
+def _new_epoch() -> str:
+    import secrets
+
+    return secrets.token_hex(8)

@@ -1,0 +1,180 @@
+"""Hubs sharing topics through a real redis-server: every record exactly once and in order
+on every node, resume on another node, patterns across nodes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import livenb
+
+from .faults import HubProcess
+from .redis_server import RedisServer
+from .test_nginx import Nginx
+
+TOKEN = "shared-token-for-redis-nodes-0123456789"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer) -> Iterator[list[HubProcess]]:
+    hubs = [HubProcess(token=TOKEN, engine=redis_server.url) for _ in range(2)]
+    try:
+        yield hubs
+    finally:
+        for hub in hubs:
+            hub.close()
+
+
+def test_two_nodes_share_an_epoch(nodes: list[HubProcess]) -> None:
+    assert nodes[0].epoch == nodes[1].epoch
+
+
+def test_subscribers_on_both_nodes_get_every_record_once_in_order(
+    nodes: list[HubProcess], unit: float
+) -> None:
+    a, b = nodes
+    with (
+        livenb.connect(a.url, token=TOKEN) as on_a,
+        livenb.connect(b.url, token=TOKEN) as on_b,
+        livenb.connect(a.url, token=TOKEN) as publisher,
+    ):
+        subs = [on_a.subscribe("ticks", window=5000), on_b.subscribe("ticks", window=5000)]
+        for i in range(2000):
+            publisher.publish("ticks", {"i": i})
+        publisher.flush(timeout=4 * unit)
+        for sub in subs:
+            sub.wait(2000, timeout=4 * unit)
+            frame = sub.frame
+            assert frame["i"].tolist() == list(range(2000))
+            assert frame["seq"].tolist() == list(range(1, 2001))
+            assert sub.stats()["duplicates"] == 0 and sub.gaps == []
+
+
+def test_killing_a_node_behind_nginx_loses_and_repeats_nothing(
+    tmp_path: Path, nodes: list[HubProcess], unit: float
+) -> None:
+    """While records flow through nginx, the node serving the clients is SIGKILLed; they
+    reconnect through nginx to the other node and resume there: the publisher's
+    unacknowledged frames are stored once (Redis remembers each producer's last frame),
+    the subscriber replays what it missed from the shared stream."""
+    nginx = Nginx(tmp_path, [hub.port for hub in nodes], failover=True)
+    try:
+        nginx.wait(4 * unit)
+        options = {"token": TOKEN, "cafile": nginx.cafile, "reconnect_max_delay": 0.3}
+        with livenb.connect(nginx.url, **options) as subscriber, livenb.connect(nginx.url, **options) as publisher:
+            sub = subscriber.subscribe("flow", window=10_000)
+            serving = nodes[0]  # nginx sends every client there while it lives
+            stop = threading.Event()
+            published: list[int] = []
+
+            def publish() -> None:
+                i = 0
+                while not stop.is_set() and i < 3000:
+                    publisher.publish("flow", {"i": i}, timeout=8 * unit)
+                    published.append(i)
+                    i += 1
+                    if i % 10 == 0:  # about 3 s in all: the kill lands mid-stream
+                        time.sleep(0.01)
+
+            worker = threading.Thread(target=publish)
+            worker.start()
+            sub.wait(300, timeout=4 * unit)
+            # Both clients are on the first node: kill it.
+            serving.kill()
+            worker.join(30 * unit)
+            assert not worker.is_alive()
+            publisher.flush(timeout=8 * unit)
+            sub.wait(len(published), timeout=8 * unit)
+            frame = sub.frame
+            assert frame["i"].tolist() == published  # none lost, none twice, in order
+            assert frame["seq"].tolist() == list(range(1, len(published) + 1))
+            assert len(published) == 3000
+            assert subscriber.stats()["reconnects"] >= 1 and publisher.stats()["reconnects"] >= 1
+            assert sub.gaps == []
+    finally:
+        nginx.close()
+
+
+def test_a_pattern_on_one_node_finds_topics_made_on_the_other(
+    nodes: list[HubProcess], unit: float
+) -> None:
+    a, b = nodes
+    with livenb.connect(b.url, token=TOKEN) as watcher, livenb.connect(a.url, token=TOKEN) as maker:
+        sub = watcher.subscribe("fleet.*", window=1000)
+        for n in range(5):
+            maker.publish(f"fleet.taxi{n}", {"n": n}, ack=True)
+        sub.wait(5, timeout=4 * unit)
+        frame = sub.frame
+        assert sorted(frame["topic"].tolist()) == [f"fleet.taxi{n}" for n in range(5)]
+
+
+def test_redis_restarted_mid_stream_leaves_no_silent_gap(
+    redis_server: RedisServer, unit: float
+) -> None:
+    """redis-server is killed while records flow and started again on its append-only file:
+    the hub reports the outage while it lasts (stats, /healthz), keeps publishes waiting
+    (bounded), and its reader resumes where it was: subscribers get every record, once."""
+    with livenb.serve(port=0, engine=redis_server.url) as hub, hub.connect() as c:
+        sub = c.subscribe("steady", window=10_000)
+        for i in range(500):
+            c.publish("steady", {"i": i})
+        c.flush(timeout=4 * unit)
+        sub.wait(500, timeout=4 * unit)
+        redis_server.kill()
+        for i in range(500, 800):  # accepted by the hub, waiting for Redis
+            c.publish("steady", {"i": i})
+        deadline = time.monotonic() + 4 * unit
+        while hub.stats()["engine"]["connected"]:
+            assert time.monotonic() < deadline, "the outage was not noticed"
+            time.sleep(0.02)
+        engine = hub.stats()["engine"]
+        assert engine["outages"] == 1 and engine["last_error"]
+        assert hub.aio.healthy()[0] is False
+        redis_server.start()
+        c.flush(timeout=8 * unit)
+        sub.wait(800, timeout=8 * unit)
+        assert sub.frame["i"].tolist() == list(range(800))
+        assert sub.frame["seq"].tolist() == list(range(1, 801))
+        assert sub.gaps == []
+        assert hub.stats()["engine"]["connected"] and hub.aio.healthy() == (True, "ok")
+        assert hub.stats()["engine"]["reconnects"] >= 1
+
+
+def test_serve_from_the_command_line_with_an_engine(redis_server: RedisServer, unit: float) -> None:
+    import subprocess
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "livenb", "serve", "--port", "0", "--engine", redis_server.url,
+         "--token", TOKEN],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        with livenb.connect(url, token=TOKEN) as c:
+            assert c.publish("cli", {"x": 1}, ack=True) == 1
+        import redis
+
+        client = redis.Redis.from_url(redis_server.url)
+        assert client.xlen("livenb:s:cli") == 1  # stored in Redis, not in the hub's memory
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
