@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import orjson
@@ -124,6 +124,7 @@ class RedisEngine:
         self.stored_frames = 0
         self.refused_frames = 0
         self.read_batches = 0
+        self.task_restarts = 0  # engine tasks that stopped unexpectedly and were restarted
         self.last_error: str | None = None
         self.down_since: float | None = None
         self.wanted: Callable[[str], bool] = lambda topic: False
@@ -152,11 +153,25 @@ class RedisEngine:
             raise LivenbError(f"cannot use the Redis engine at {self.url}: {exc}") from exc
         self.connected = True
         self._tasks = [
-            asyncio.create_task(self._writer(), name="livenb-redis-writer"),
-            asyncio.create_task(self._reader(), name="livenb-redis-reader"),
-            asyncio.create_task(self._discover(), name="livenb-redis-discover"),
+            asyncio.create_task(self._keep_running(self._writer), name="livenb-redis-writer"),
+            asyncio.create_task(self._keep_running(self._reader), name="livenb-redis-reader"),
+            asyncio.create_task(self._keep_running(self._discover), name="livenb-redis-discover"),
         ]
         return self.epoch
+
+    async def _keep_running(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` forever: if it ever stops (a bug, a surprise from redis-py), log it,
+        count it and start it again, so the node never goes deaf. Its state (the IDs read,
+        the queued publishes) lives on the engine, so a restart resumes where it was."""
+        while True:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.task_restarts += 1
+                log.exception("livenb hub: the Redis engine's %s stopped; restarting it", work.__name__)
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -190,6 +205,7 @@ class RedisEngine:
             "refused_frames": self.refused_frames,
             "read_batches": self.read_batches,
             "tracked_topics": len(self._tracked),
+            "task_restarts": self.task_restarts,
             "last_error": self.last_error,
         }
 
@@ -329,9 +345,10 @@ class RedisEngine:
                 topic = self._topic_of(stream)
                 for entry_id, fields in entries:
                     batch = _batch(topic, entry_id, fields)
+                    self.on_batch(topic, batch.first, batch.ts, batch.records)
+                    # Moved on only once delivered: a failure re-reads this batch.
                     self._tracked[stream] = entry_id
                     self.read_batches += 1
-                    self.on_batch(topic, batch.first, batch.ts, batch.records)
 
     async def known_topics(self) -> set[str]:
         return set(await self._redis.smembers(f"{self.prefix}:topics"))

@@ -178,3 +178,33 @@ def test_serve_from_the_command_line_with_an_engine(redis_server: RedisServer, u
         for stream in (server.stdout, server.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_a_reader_that_stops_is_restarted(redis_server: RedisServer, unit: float) -> None:
+    """A bug that ends the reader must not leave a deaf node: it is restarted, and records
+    keep arriving."""
+    with livenb.serve(port=0, engine=redis_server.url) as hub, hub.connect() as c:
+        sub = c.subscribe("alive")
+        c.publish("alive", {"n": 1}, ack=True)
+        sub.wait(1, timeout=unit)
+        engine = hub.aio._engine
+        assert engine is not None
+        original = engine.on_batch
+        calls = {"n": 0}
+
+        def broken_once(*args: object) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("a bug in the reader")
+            original(*args)  # type: ignore[arg-type]
+
+        engine.on_batch = broken_once
+        c.publish("alive", {"n": 2}, ack=True)
+        c.publish("alive", {"n": 3}, ack=True)
+        deadline = time.monotonic() + 4 * unit
+        while hub.stats()["engine"]["task_restarts"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        sub.wait(3, timeout=4 * unit)
+        assert sub.frame["n"].tolist() == [1, 2, 3]  # the batch that failed was read again
+        assert hub.aio.healthy() == (True, "ok")
