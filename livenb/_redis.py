@@ -125,6 +125,8 @@ class RedisEngine:
         self.refused_frames = 0
         self.read_batches = 0
         self.task_restarts = 0  # engine tasks that stopped unexpectedly and were restarted
+        self.data_lost: str | None = None  # Redis came back without this epoch's data
+        self._epoch_checked = True
         self.last_error: str | None = None
         self.down_since: float | None = None
         self.wanted: Callable[[str], bool] = lambda topic: False
@@ -186,6 +188,8 @@ class RedisEngine:
                     await client.aclose()
 
     def healthy(self) -> tuple[bool, str]:
+        if self.data_lost is not None:
+            return False, self.data_lost
         if not self.connected:
             return False, f"Redis unreachable ({self.last_error})"
         dead = [t.get_name() for t in self._tasks if t.done()]
@@ -207,11 +211,13 @@ class RedisEngine:
             "tracked_topics": len(self._tracked),
             "task_restarts": self.task_restarts,
             "last_error": self.last_error,
+            "data_lost": self.data_lost,
         }
 
     # ------------------------------------------------------------------ failures
     def _lost(self, exc: BaseException) -> None:
         self.last_error = repr(exc)
+        self._epoch_checked = False
         if self.connected:
             self.connected = False
             self.outages += 1
@@ -232,6 +238,10 @@ class RedisEngine:
     def submit(self, forward: Forward) -> None:
         """Queue a publish for storing (loop thread). Beyond ``max_pending`` frames waiting
         (Redis down for long), it is refused with ``engine_unavailable`` at once."""
+        if self.data_lost is not None:  # storing now would number records a second time
+            self.refused_frames += 1
+            self.on_refused(forward, p.ENGINE_UNAVAILABLE, self.data_lost)
+            return
         if len(self._pending) >= self.max_pending:
             self.refused_frames += 1
             self.on_refused(
@@ -249,6 +259,11 @@ class RedisEngine:
             await self._has_pending.wait()
             batch = [self._pending[i] for i in range(min(BATCH_STORES, len(self._pending)))]
             try:
+                if self.outages and not self._epoch_checked:  # back after an outage
+                    await self._check_epoch()
+                if self.data_lost is not None:
+                    self._refuse_pending()
+                    continue
                 results = await self._store(batch)
             except asyncio.CancelledError:
                 raise
@@ -267,6 +282,26 @@ class RedisEngine:
                 kind, first = result[0], int(result[1])
                 self.stored_frames += 1
                 self.on_stored(forward, first, len(forward.records), kind == "dup")
+
+    async def _check_epoch(self) -> None:
+        """Before storing again after an outage: is this still our Redis's data?"""
+        self._note_epoch(await self._redis.get(f"{self.prefix}:epoch"))
+        self._epoch_checked = True
+
+    def _note_epoch(self, epoch: str | None) -> None:
+        if epoch != self.epoch and self.data_lost is None:
+            self.data_lost = (
+                f"Redis lost its data (epoch {self.epoch} is gone); restart the hubs "
+                "(clients are told what they missed), and run Redis with appendonly"
+            )
+            log.error("livenb hub: %s", self.data_lost)
+
+    def _refuse_pending(self) -> None:
+        assert self.data_lost is not None
+        while self._pending:
+            self.refused_frames += 1
+            self.on_refused(self._pending.popleft(), p.ENGINE_UNAVAILABLE, self.data_lost)
+        self._has_pending.clear()
 
     async def _store(self, batch: list[Forward]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
@@ -354,16 +389,19 @@ class RedisEngine:
         return set(await self._redis.smembers(f"{self.prefix}:topics"))
 
     async def _discover(self) -> None:
-        """Topics created on other nodes, for this node's pattern subscriptions."""
+        """Topics created on other nodes, for this node's pattern subscriptions; and a check
+        that Redis still holds this epoch (a Redis that lost its data would renumber)."""
         while True:
             await asyncio.sleep(DISCOVER_INTERVAL)
             try:
                 topics = await self.known_topics()
+                epoch = await self._redis.get(f"{self.prefix}:epoch")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._lost(exc)
                 continue
+            self._note_epoch(epoch)
             for topic in sorted(topics - self._known):
                 self._known.add(topic)
                 self.discovered(topic)

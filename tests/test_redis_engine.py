@@ -208,3 +208,24 @@ def test_a_reader_that_stops_is_restarted(redis_server: RedisServer, unit: float
         sub.wait(3, timeout=4 * unit)
         assert sub.frame["n"].tolist() == [1, 2, 3]  # the batch that failed was read again
         assert hub.aio.healthy() == (True, "ok")
+
+
+def test_a_redis_that_lost_its_data_is_reported_not_renumbered(unit: float) -> None:
+    """Without persistence, a restarted Redis has forgotten the epoch and every seq: the hub
+    says so (unhealthy, publishes refused with engine_unavailable) instead of numbering
+    records a second time."""
+    server = RedisServer(appendonly=False)
+    try:
+        with livenb.serve(port=0, engine=server.url) as hub, hub.connect() as c:
+            assert c.publish("t", {"n": 1}, ack=True) == 1
+            server.kill()
+            server.start()
+            deadline = time.monotonic() + 4 * unit
+            while hub.stats()["engine"]["data_lost"] is None:
+                assert time.monotonic() < deadline, "the data loss was not noticed"
+                time.sleep(0.05)
+            assert hub.aio.healthy()[0] is False
+            with pytest.raises(livenb.RemoteError, match="engine_unavailable"):
+                c.publish("t", {"n": 2}, ack=True, timeout=4 * unit)
+    finally:
+        server.close()
