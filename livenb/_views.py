@@ -315,6 +315,15 @@ class StatusView:
                 "refused": sum(refused.values()) if isinstance(refused, Mapping) else refused,
                 "auth": s.get("auth"),
             }
+            engine = s.get("engine")
+            if isinstance(engine, Mapping):  # a Redis engine: its state, plainly
+                if engine.get("data_lost"):
+                    fields["engine"] = "data lost"
+                elif engine.get("connected"):
+                    fields["engine"] = "connected"
+                else:
+                    fields["engine"] = f"down {round(engine.get('down_for') or 0)} s"
+                fields["engine_waiting"] = engine.get("pending_frames")
         else:
             latency = s.get("latency")
             fields = {

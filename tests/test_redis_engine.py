@@ -229,3 +229,19 @@ def test_a_redis_that_lost_its_data_is_reported_not_renumbered(unit: float) -> N
                 c.publish("t", {"n": 2}, ack=True, timeout=4 * unit)
     finally:
         server.close()
+
+
+def test_the_status_panel_shows_the_engine(redis_server: RedisServer, unit: float) -> None:
+    from livenb._views import StatusView
+
+    with livenb.serve(port=0, engine=redis_server.url) as hub:
+        view = StatusView(hub.stats, "hub")
+        fields = view.fields()
+        assert fields["engine"] == "connected" and fields["engine_waiting"] == 0
+        redis_server.kill()
+        deadline = time.monotonic() + 4 * unit
+        while view.fields()["engine"] == "connected":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert view.fields()["engine"].startswith("down")
+        redis_server.start()

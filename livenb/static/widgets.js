@@ -295,6 +295,7 @@ const LABELS = {
   records_received: "records received", records_published: "records published",
   latency_ms: "latency (ms)", reconnects: "reconnects", gaps: "gaps", drops: "drops",
   dropped_records: "dropped records", refused: "refused", auth: "auth", idle_s: "idle (s)",
+  engine: "Redis engine", engine_waiting: "waiting for Redis",
 };
 
 function renderStatus(model, el) {
@@ -316,8 +317,10 @@ function renderStatus(model, el) {
       items.push(element("dd", `livenb-field-${key}`, formatValue(value)));
     }
     grid.replaceChildren(...items);
-    const down = fields.connected === false || fields.running === false;
-    badge.textContent = down ? "disconnected" : stale ? `stale · no data for ${formatValue(fields.idle_s)} s` : "live";
+    const engineDown = fields.engine !== undefined && fields.engine !== "connected";
+    const down = fields.connected === false || fields.running === false || engineDown;
+    const downText = engineDown ? `engine ${fields.engine}` : "disconnected";
+    badge.textContent = down ? downText : stale ? `stale · no data for ${formatValue(fields.idle_s)} s` : "live";
     badge.className = `livenb-badge ${down ? "livenb-down" : stale ? "livenb-stale" : "livenb-live"}`;
   });
 
