@@ -43,36 +43,52 @@ log = logging.getLogger("livenb.redis")
 
 DEFAULT_PREFIX: Final = "livenb"
 DEFAULT_MAX_PENDING: Final = 10_000  # frames waiting for Redis; beyond: refused (counted)
+DEFAULT_MAX_PENDING_BYTES: Final = 64 << 20  # ... and their bytes
 PID_TTL: Final = 86_400  # seconds a producer's last frame is remembered
 READ_BLOCK_MS: Final = 100  # how long one XREAD waits before the tracked set is looked at again
 DISCOVER_INTERVAL: Final = 1.0  # seconds between scans of the topic set (patterns)
 BATCH_STORES: Final = 100  # forwards stored per round trip
+PRIME_PAGE: Final = 200  # stream entries read per round trip when a topic is primed
+MAX_TRACKED: Final = 10_000  # topics one node reads at most (a sub beyond: engine_unavailable)
 
-# KEYS: seqs, stream, topics, pid key ("" without pid)
-# ARGV: topic, n, batch JSON, maxlen, frame id ("" without pid), pid ttl, new-topic channel
+# One call stores a whole batch of publishes, in order, atomically (a Lua script runs
+# alone): it stops at the first frame Redis refuses, so nothing after a failure is stored,
+# and a frame that fails leaves no trace (the counter moves only after the XADD). Every
+# frame carries a producer id and frame number (the client's, or one the node assigns), so a
+# batch sent again after a lost reply is recognised frame by frame and stored once.
+# ARGV: prefix, pid ttl, then per frame: topic, n, batch JSON, keep (records), pid, fid
 _STORE: Final = """
-local pid, fid = KEYS[4], ARGV[5]
-if pid ~= '' and fid ~= '' then
-  local prev = redis.call('GET', pid)
-  if prev then
-    local hi, seq = string.match(prev, '^(%d+):(%d+)$')
-    if hi and tonumber(fid) <= tonumber(hi) then
-      if tonumber(fid) == tonumber(hi) then return {'dup', seq, ''} end
-      return {'dup', '0', ''}
-    end
-  end
-end
-local n = tonumber(ARGV[2])
-local last = redis.call('HINCRBY', KEYS[1], ARGV[1], n)
-local first = last - n + 1
+local prefix, ttl = ARGV[1], ARGV[2]
+local seqs, topics = prefix .. ':seqs', prefix .. ':topics'
+local out = {}
 local t = redis.call('TIME')
 local ts = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], first .. '-0', 'n', n, 'ts', ts, 'b', ARGV[3])
-if redis.call('SADD', KEYS[3], ARGV[1]) == 1 then redis.call('PUBLISH', ARGV[7], ARGV[1]) end
-if pid ~= '' and fid ~= '' then
-  redis.call('SET', pid, fid .. ':' .. first, 'EX', ARGV[6])
+for i = 3, #ARGV, 6 do
+  local topic, n, body, keep = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  local pidkey, fid = prefix .. ':pid:' .. ARGV[i + 4], tonumber(ARGV[i + 5])
+  local prev = redis.call('GET', pidkey)
+  local hi, hiseq = nil, nil
+  if prev then hi, hiseq = string.match(prev, '^(%d+):(%d+)$') end
+  if hi and fid <= tonumber(hi) then
+    if fid == tonumber(hi) then out[#out + 1] = {'dup', hiseq} else out[#out + 1] = {'dup', '0'} end
+  else
+    local last = tonumber(redis.call('HGET', seqs, topic) or '0')
+    local first = last + 1
+    local floor = first + n - keep
+    if floor < 1 then floor = 1 end
+    local ok, err = pcall(redis.call, 'XADD', prefix .. ':s:' .. topic, 'MINID', '~', floor,
+                          first .. '-0', 'n', n, 'ts', ts, 'b', body)
+    if not ok then
+      out[#out + 1] = {'err', tostring(err.err or err)}
+      return {ts, out}
+    end
+    redis.call('HSET', seqs, topic, last + n)
+    if redis.call('SADD', topics, topic) == 1 then redis.call('PUBLISH', prefix .. ':new-topics', topic) end
+    redis.call('SET', pidkey, fid .. ':' .. first, 'EX', ttl)
+    out[#out + 1] = {'ok', tostring(first)}
+  end
 end
-return {'ok', tostring(first), ts}
+return {ts, out}
 """
 
 
@@ -100,6 +116,7 @@ class RedisEngine:
         maxlen_for: Callable[[str], int],
         prefix: str = DEFAULT_PREFIX,
         max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -111,7 +128,11 @@ class RedisEngine:
         self._redis: Any = None
         self._reader_redis: Any = None
         self._store_sha = ""
-        self._pending: deque[Forward] = deque()
+        self._pending: deque[_Pending] = deque()
+        self._pending_bytes = 0
+        self.max_pending_bytes = max_pending_bytes
+        self._node_pid = f"node-{_new_epoch()}"  # this node's producer id (frames without one)
+        self._next_fid = 0
         self._has_pending = asyncio.Event()
         self._tracked: dict[str, str] = {}  # stream key -> last ID read
         self._tracking = asyncio.Event()
@@ -125,6 +146,7 @@ class RedisEngine:
         self.refused_frames = 0
         self.read_batches = 0
         self.task_restarts = 0  # engine tasks that stopped unexpectedly and were restarted
+        self._restarted = float("-inf")
         self.data_lost: str | None = None  # Redis came back without this epoch's data
         self._epoch_checked = True
         self.last_error: str | None = None
@@ -172,6 +194,7 @@ class RedisEngine:
                 raise
             except Exception:
                 self.task_restarts += 1
+                self._restarted = time.monotonic()
                 log.exception("livenb hub: the Redis engine's %s stopped; restarting it", work.__name__)
                 await asyncio.sleep(0.5)
 
@@ -195,6 +218,8 @@ class RedisEngine:
         dead = [t.get_name() for t in self._tasks if t.done()]
         if dead:
             return False, f"Redis engine task ended: {', '.join(dead)}"
+        if time.monotonic() - self._restarted < 5.0:  # failing again and again is not ok
+            return False, "a Redis engine task failed and was restarted in the last 5 s"
         return True, "ok"
 
     def stats(self) -> dict[str, Any]:
@@ -206,6 +231,7 @@ class RedisEngine:
             "reconnects": self.reconnects,
             "stored_frames": self.stored_frames,
             "pending_frames": len(self._pending),
+            "pending_bytes": self._pending_bytes,
             "refused_frames": self.refused_frames,
             "read_batches": self.read_batches,
             "tracked_topics": len(self._tracked),
@@ -242,7 +268,8 @@ class RedisEngine:
             self.refused_frames += 1
             self.on_refused(forward, p.ENGINE_UNAVAILABLE, self.data_lost)
             return
-        if len(self._pending) >= self.max_pending:
+        size = _size(forward)
+        if len(self._pending) >= self.max_pending or self._pending_bytes + size > self.max_pending_bytes:
             self.refused_frames += 1
             self.on_refused(
                 forward,
@@ -250,7 +277,16 @@ class RedisEngine:
                 f"the hub cannot reach its Redis engine ({self.last_error}); publish again later",
             )
             return
-        self._pending.append(forward)
+        # Every frame gets a producer id and number: the client's (so a frame it resends to
+        # another node is stored once), or the node's own (so a batch this node resends after
+        # a lost reply is stored once).
+        if forward.pid is not None and type(forward.request_id) is int:
+            pid, fid = forward.pid, forward.request_id
+        else:
+            self._next_fid += 1
+            pid, fid = self._node_pid, self._next_fid
+        self._pending.append((forward, pid, fid, size))
+        self._pending_bytes += size
         self._has_pending.set()
 
     async def _writer(self) -> None:
@@ -267,21 +303,38 @@ class RedisEngine:
                 results = await self._store(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis down: keep them queued, in order, and retry
+            except Exception as exc:  # unknown outcome: resend, each frame is stored once
                 self._lost(exc)
                 await self._backoff(attempt)
                 attempt += 1
                 continue
-            attempt = 0
             self._back()
-            for _ in batch:
-                self._pending.popleft()
+            transient = False
+            for (forward, _, _, _), (kind, value) in zip(batch, results, strict=False):
+                if kind == "err" and _transient(value):  # OOM, loading, busy: retry later
+                    self.last_error = value
+                    transient = True
+                    break
+                self._pop_pending(forward)
+                if kind == "err":  # this frame can never be stored: say so, go on
+                    self.refused_frames += 1
+                    log.error("livenb hub: Redis refused a publish to %r: %s", forward.topic, value)
+                    self.on_refused(forward, p.ENGINE_UNAVAILABLE, f"Redis refused it: {value}")
+                    continue
+                self.stored_frames += 1
+                self.on_stored(forward, int(value), len(forward.records), kind == "dup")
+            if transient:
+                await self._backoff(attempt)
+                attempt += 1
+            else:
+                attempt = 0
             if not self._pending:
                 self._has_pending.clear()
-            for forward, result in zip(batch, results, strict=True):
-                kind, first = result[0], int(result[1])
-                self.stored_frames += 1
-                self.on_stored(forward, first, len(forward.records), kind == "dup")
+
+    def _pop_pending(self, forward: Forward) -> None:
+        entry = self._pending.popleft()
+        assert entry[0] is forward
+        self._pending_bytes -= entry[3]
 
     async def _check_epoch(self) -> None:
         """Before storing again after an outage: is this still our Redis's data?"""
@@ -299,54 +352,64 @@ class RedisEngine:
     def _refuse_pending(self) -> None:
         assert self.data_lost is not None
         while self._pending:
+            forward = self._pending[0][0]
+            self._pop_pending(forward)
             self.refused_frames += 1
-            self.on_refused(self._pending.popleft(), p.ENGINE_UNAVAILABLE, self.data_lost)
+            self.on_refused(forward, p.ENGINE_UNAVAILABLE, self.data_lost)
         self._has_pending.clear()
 
-    async def _store(self, batch: list[Forward]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for f in batch:
-            pid_key = f"{self.prefix}:pid:{f.pid}" if f.pid is not None else ""
-            fid = str(f.request_id) if f.pid is not None and f.request_id is not None else ""
-            pipe.evalsha(
-                self._store_sha,
-                4,
-                f"{self.prefix}:seqs",
-                self.stream(f.topic),
-                f"{self.prefix}:topics",
-                pid_key,
-                f.topic,
-                len(f.records),
-                orjson.dumps(f.records).decode(),
-                self.maxlen_for(f.topic),
+    async def _store(self, batch: list[_Pending]) -> list[tuple[str, str]]:
+        """Store ``batch`` with one script call; the outcome of each frame, in order (the
+        list stops after the first frame Redis refused)."""
+        args: list[Any] = [self.prefix, PID_TTL]
+        for forward, pid, fid, _ in batch:
+            args += [
+                forward.topic,
+                len(forward.records),
+                orjson.dumps(forward.records).decode(),
+                self.maxlen_for(forward.topic),
+                pid,
                 fid,
-                PID_TTL,
-                f"{self.prefix}:new-topics",
-            )
+            ]
         try:
-            return list(await pipe.execute())
+            _, results = await self._redis.evalsha(self._store_sha, 0, *args)
         except Exception as exc:
             if type(exc).__name__ != "NoScriptError":  # (redis.exceptions, imported lazily)
                 raise
-            # Redis restarted and forgot the script. Nothing of this batch ran (the first
-            # call failed, and each later one would fail the same way): load it and redo.
+            # Redis restarted and forgot the script, so it did not run: load it and redo.
             self._store_sha = await self._redis.script_load(_STORE)
-            return await self._store(batch)
+            _, results = await self._redis.evalsha(self._store_sha, 0, *args)
+        return [(str(kind), str(value)) for kind, value in results]
 
     # ------------------------------------------------------------------ reading
-    async def prime(self, topic: str, keep: int) -> tuple[int, list[Batch]]:
-        """The newest ``keep`` batches of ``topic`` and its last seq; from now on the reader
-        brings the rest. (A topic already tracked is not primed again.)"""
-        entries = await self._redis.xrevrange(self.stream(topic), "+", "-", count=max(1, keep))
+    async def prime(self, topic: str, keep: int, max_bytes: int) -> tuple[int, list[Batch]]:
+        """``topic``'s last seq and its newest batches (at most ``keep`` records and about
+        ``max_bytes`` bytes, read newest first in pages); from then on the reader brings
+        the rest. The last seq and the first page are read in one transaction, so a record
+        stored meanwhile is either in the page or read by the reader, never neither."""
+        stream = self.stream(topic)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xrevrange(stream, "+", "-", count=PRIME_PAGE)
+        pipe.hget(f"{self.prefix}:seqs", topic)
+        page, last_seq = await pipe.execute()
+        last = int(last_seq or 0)
+        # The reader starts after the newest entry read here (or after `last`: an empty
+        # stream, or one trimmed empty, has nothing older to give).
+        self._track(topic, page[0][0] if page else f"{last}-0" if last else "0-0")
+        self._back()
+        entries: list[tuple[str, dict[str, str]]] = []
+        records = size = 0
+        while page:
+            for entry_id, fields in page:
+                entries.append((entry_id, fields))
+                records += int(fields["n"])
+                size += len(fields["b"])
+            if records >= keep or size >= max_bytes or len(page) < PRIME_PAGE:
+                break
+            oldest = page[-1][0]
+            page = await self._redis.xrevrange(stream, f"({oldest}", "-", count=PRIME_PAGE)
         entries.reverse()
-        batches = [_batch(topic, entry_id, fields) for entry_id, fields in entries]
-        if batches:
-            last = batches[-1].first + len(batches[-1].records) - 1
-            self._track(topic, entries[-1][0])
-        else:
-            last = int(await self._redis.hget(f"{self.prefix}:seqs", topic) or 0)
-            self._track(topic, "0-0")
-        return last, batches
+        return last, [_batch(topic, entry_id, fields) for entry_id, fields in entries]
 
     def follow(self, topic: str) -> None:
         """Read ``topic`` from its first retained record (a topic new to this node, found
@@ -355,6 +418,17 @@ class RedisEngine:
 
     def tracks(self, topic: str) -> bool:
         return self.stream(topic) in self._tracked
+
+    def room(self) -> int:
+        """How many more topics this node may track."""
+        return MAX_TRACKED - len(self._tracked)
+
+    def sweep(self, wanted: Callable[[str], bool]) -> None:
+        """Follow every known topic ``wanted`` now (after a pattern subscription: a topic
+        discovered while it was being set up must not be passed over)."""
+        for topic in sorted(self._known):
+            if wanted(topic) and not self.tracks(topic) and self.room() > 0:
+                self.follow(topic)
 
     def _track(self, topic: str, last_id: str) -> None:
         self._tracked.setdefault(self.stream(topic), last_id)
@@ -401,10 +475,25 @@ class RedisEngine:
             except Exception as exc:
                 self._lost(exc)
                 continue
+            self._back()  # (a node with nothing to read or store learns it here)
             self._note_epoch(epoch)
             for topic in sorted(topics - self._known):
                 self._known.add(topic)
                 self.discovered(topic)
+
+
+# A queued publish: the frame, its producer id and number, its size in bytes.
+_Pending = tuple[Forward, str, int, int]
+
+
+def _size(forward: Forward) -> int:
+    """Bytes a queued publish holds (its records as JSON), for the pending bound."""
+    return len(orjson.dumps(forward.records))
+
+
+def _transient(error: str) -> bool:
+    """Redis errors that pass (out of memory, loading, a busy script): retry, do not refuse."""
+    return error.startswith(("OOM", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"))
 
 
 def _batch(topic: str, entry_id: str, fields: dict[str, str]) -> Batch:

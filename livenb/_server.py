@@ -39,7 +39,7 @@ from ._origins import allowlist, is_loopback, origin_allowed
 from ._pages import SECURITY_HEADERS, is_upgrade, page
 from ._permissions import grants
 from ._redact import traffic_logger
-from ._redis import RedisEngine
+from ._redis import MAX_TRACKED, RedisEngine
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
@@ -761,15 +761,25 @@ class AsyncHub:
                 topics = sorted(t for t in await engine.known_topics() if matches(pattern, t))
             else:
                 topics = [pattern]
+            # Only what this connection may read (the core refuses the rest), and no more
+            # topics than a node reads at most.
+            topics = [
+                t
+                for t in topics
+                if core.may_read(conn, t) and not core.knows(t) and not engine.tracks(t)
+            ]
+            if len(topics) > engine.room():
+                raise LivenbError(f"this hub already reads its maximum of {MAX_TRACKED} topics")
             for topic in topics:
-                if core.knows(topic) or engine.tracks(topic):
+                if engine.tracks(topic):  # primed meanwhile, for another connection
                     continue
-                keep = max(1, limits_for(topic, core.history, core.history_rules).records)
-                last, batches = await engine.prime(topic, keep)
+                limits = limits_for(topic, core.history, core.history_rules)
+                last, batches = await engine.prime(topic, max(1, limits.records), limits.bytes)
                 if not core.knows(topic):
                     core.restore(topic, last, batches, time.time())
-        except Exception as exc:  # Redis unreachable: refuse this sub, clearly
-            engine._lost(exc)
+        except Exception as exc:  # Redis unreachable, or too many topics: refuse this sub
+            if not isinstance(exc, LivenbError):
+                engine._lost(exc)
             core.reject(
                 conn,
                 p.ENGINE_UNAVAILABLE,
@@ -1126,6 +1136,7 @@ class AsyncHub:
         if peer is not None and peer.closing:
             return  # read only to reach the peer's close frame; nothing more is handled
         core = self._core
+        sub = None
         if self._engine is not None and type(frame) is str and '"sub"' in frame:
             sub = _sub_of(frame)
             if sub is not None and core.authenticated(conn) and not await self._prime(conn, sub):
@@ -1133,6 +1144,8 @@ class AsyncHub:
             core = self._core
         if type(frame) is str:
             core.receive(conn, frame, time.time())
+            if sub is not None and is_pattern(sub) and self._engine is not None:
+                self._engine.sweep(core.wanted)  # topics found while it was being set up
         else:
             core.receive_binary(conn)
         if core.internal_failures:

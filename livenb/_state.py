@@ -647,6 +647,10 @@ class HubCore:
             t for t in self._committed if matches(pattern, t) and self._may_read(conn, t)
         )
 
+    def may_read(self, conn: int, topic: str) -> bool:
+        """True when ``conn``'s token may read ``topic``."""
+        return conn in self._connections and self._may_read(conn, topic)
+
     def _may_read(self, conn: int, topic: str) -> bool:
         perms = self._connections[conn].perms
         return perms is EVERYTHING or (perms is not None and perms.may_read(topic))

@@ -207,7 +207,11 @@ def test_a_reader_that_stops_is_restarted(redis_server: RedisServer, unit: float
             time.sleep(0.02)
         sub.wait(3, timeout=4 * unit)
         assert sub.frame["n"].tolist() == [1, 2, 3]  # the batch that failed was read again
-        assert hub.aio.healthy() == (True, "ok")
+        assert hub.aio.healthy()[0] is False  # a task restarted just now: not healthy yet
+        deadline = time.monotonic() + 4 * unit
+        while hub.aio.healthy() != (True, "ok"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 def test_a_redis_that_lost_its_data_is_reported_not_renumbered(unit: float) -> None:
@@ -245,3 +249,69 @@ def test_the_status_panel_shows_the_engine(redis_server: RedisServer, unit: floa
             time.sleep(0.05)
         assert view.fields()["engine"].startswith("down")
         redis_server.start()
+
+
+def test_a_batch_sent_again_after_a_lost_reply_is_stored_once(
+    redis_server: RedisServer, unit: float
+) -> None:
+    """The writer resends a batch whose reply it never got (the connection broke after Redis
+    ran it): every frame is recognised by its producer id and number, stored once, and a
+    frame Redis refuses stops the batch without leaving a trace."""
+    import asyncio
+
+    from livenb._redis import RedisEngine
+    from livenb._state import Forward
+
+    async def run() -> None:
+        stored: list[tuple[int, bool]] = []
+        refused: list[str] = []
+        engine = RedisEngine(
+            redis_server.url,
+            on_batch=lambda *a: None,
+            on_stored=lambda f, first, n, dup: stored.append((first, dup)),
+            on_refused=lambda f, code, msg: refused.append(msg),
+            maxlen_for=lambda topic: 1000,
+        )
+        await engine.start()
+        try:
+            frames = [Forward(1, "t", [i], i + 1, "client-pid") for i in range(3)]
+            frames.append(Forward(1, "t", [99], None, None))  # no pid: the node's own
+            for f in frames:
+                engine.submit(f)
+            batch = list(engine._pending)
+            first = await engine._store(batch)
+            again = await engine._store(batch)  # as after a lost reply
+            assert [k for k, _ in first] == ["ok"] * 4
+            assert [k for k, _ in again] == ["dup"] * 4
+            assert await engine._redis.xlen("livenb:s:t") == 4
+            assert await engine._redis.hget("livenb:seqs", "t") == "4"
+            # A frame Redis refuses (here: its stream key holds another type) stops the
+            # batch, uses no seq, and is refused to its publisher.
+            await engine._redis.set("livenb:s:bad", "not a stream")
+            engine._pending.clear()
+            engine._pending_bytes = 0
+            for f in (Forward(1, "bad", [1], 10, "client-pid"), Forward(1, "t", [5], 11, "client-pid")):
+                engine.submit(f)
+            results = await engine._store(list(engine._pending))
+            assert results[0][0] == "err" and len(results) == 1
+            assert await engine._redis.hget("livenb:seqs", "bad") is None
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+
+
+def test_health_recovers_after_an_outage_with_nothing_to_do(
+    redis_server: RedisServer, unit: float
+) -> None:
+    with livenb.serve(port=0, engine=redis_server.url) as hub:  # no subscriber, no publisher
+        redis_server.kill()
+        deadline = time.monotonic() + 4 * unit
+        while hub.aio.healthy()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        redis_server.start()
+        deadline = time.monotonic() + 4 * unit
+        while hub.aio.healthy() != (True, "ok"):
+            assert time.monotonic() < deadline, hub.aio.healthy()
+            time.sleep(0.05)
