@@ -14,9 +14,7 @@ included, is timed and must stay under 60 s (scaled by LIVENB_TIMEOUT_SCALE).
 from __future__ import annotations
 
 import ast
-import copy
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,8 @@ from typing import Any
 import pytest
 
 from .conftest import UNIT
+from .test_notebooks import cell, result, stdout
+from .test_notebooks import execute as run_notebook
 
 nbformat = pytest.importorskip(
     "nbformat", reason="nbformat is not installed (pip install -e '.[test]')"
@@ -54,37 +54,7 @@ def load() -> Any:
 def execute(nb: Any) -> tuple[Any, float]:
     """Run a copy of ``nb`` in a fresh python3 kernel (cwd notebooks/); return it and the
     seconds the whole run took, kernel start included."""
-    nb = copy.deepcopy(nb)
-    client = nbclient.NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=int(12 * UNIT),
-        startup_timeout=int(12 * UNIT),
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    )
-    started = time.monotonic()
-    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
-    return nb, time.monotonic() - started
-
-
-def cell(nb: Any, tag: str) -> Any:
-    found = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
-    assert len(found) == 1, f"expected exactly one cell tagged {tag!r}, found {len(found)}"
-    return found[0]
-
-
-def result(nb: Any, tag: str) -> str:
-    """The text/plain of the cell's execute_result."""
-    outputs = [o for o in cell(nb, tag).outputs if o.output_type == "execute_result"]
-    assert len(outputs) == 1, f"cell {tag!r} should show one result: {cell(nb, tag).outputs}"
-    text: str = outputs[0].data["text/plain"]
-    return text
-
-
-def stdout(nb: Any, tag: str) -> str:
-    return "".join(
-        o.text for o in cell(nb, tag).outputs if o.output_type == "stream" and o.name == "stdout"
-    )
+    return run_notebook(nb, UNIT)
 
 
 def printed(nb: Any, tag: str) -> dict[str, Any]:
