@@ -1,0 +1,1 @@
+"""livenb's benchmark suite: ``python -m benchmarks`` (see benchmarks/README.md)."""
