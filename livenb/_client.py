@@ -62,7 +62,7 @@ DEFAULT_BUFFER: Final = 10_000  # unread records kept for iteration before dropp
 UNREAD_POLICY: Final = "drop_oldest"
 # err codes with a topic that mean "your sub was refused" (others concern a publish)
 _SUBSCRIBE_REFUSALS: Final = frozenset(
-    {p.TOO_MANY_SUBSCRIPTIONS, p.INVALID_TOPIC, p.BAD_FIELD, p.FORBIDDEN}
+    {p.TOO_MANY_SUBSCRIPTIONS, p.INVALID_TOPIC, p.BAD_FIELD, p.FORBIDDEN, p.ENGINE_UNAVAILABLE}
 )
 
 

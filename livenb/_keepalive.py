@@ -50,7 +50,7 @@ async def keepalive(
                 continue  # heard from the peer meanwhile: no ping needed yet
             sent = time.monotonic()
             if pinger is None or pinger.done():
-                pinger = asyncio.create_task(_ping(ws, liveness))
+                pinger = asyncio.create_task(ping(ws, liveness))
             await asyncio.sleep(max(0.0, grace - (time.monotonic() - sent)))
             if liveness.last_heard < sent:
                 ws.transport.abort()  # frees the socket at once; no close handshake
@@ -61,7 +61,9 @@ async def keepalive(
             pinger.cancel()
 
 
-async def _ping(ws: Connection, liveness: Liveness) -> None:
+async def ping(ws: Connection, liveness: Liveness) -> None:
+    """Ping ``ws`` once; its pong counts as hearing from the peer (a client's keepalive
+    task, and the hub's single keepalive for all its connections, both use it)."""
     with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
         pong = await ws.ping()
         await pong

@@ -117,6 +117,7 @@ class RedisEngine:
         prefix: str = DEFAULT_PREFIX,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -130,6 +131,7 @@ class RedisEngine:
         self._store_sha = ""
         self._pending: deque[_Pending] = deque()
         self._pending_bytes = 0
+        self.max_tracked = max_tracked
         self.max_pending_bytes = max_pending_bytes
         self._node_pid = f"node-{_new_epoch()}"  # this node's producer id (frames without one)
         self._next_fid = 0
@@ -268,7 +270,7 @@ class RedisEngine:
             self.refused_frames += 1
             self.on_refused(forward, p.ENGINE_UNAVAILABLE, self.data_lost)
             return
-        size = _size(forward)
+        size = len(forward.body)
         if len(self._pending) >= self.max_pending or self._pending_bytes + size > self.max_pending_bytes:
             self.refused_frames += 1
             self.on_refused(
@@ -285,7 +287,7 @@ class RedisEngine:
         else:
             self._next_fid += 1
             pid, fid = self._node_pid, self._next_fid
-        self._pending.append((forward, pid, fid, size))
+        self._pending.append((forward, pid, fid))
         self._pending_bytes += size
         self._has_pending.set()
 
@@ -310,7 +312,7 @@ class RedisEngine:
                 continue
             self._back()
             transient = False
-            for (forward, _, _, _), (kind, value) in zip(batch, results, strict=False):
+            for (forward, _, _), (kind, value) in zip(batch, results, strict=False):
                 if kind == "err" and _transient(value):  # OOM, loading, busy: retry later
                     self.last_error = value
                     transient = True
@@ -334,7 +336,7 @@ class RedisEngine:
     def _pop_pending(self, forward: Forward) -> None:
         entry = self._pending.popleft()
         assert entry[0] is forward
-        self._pending_bytes -= entry[3]
+        self._pending_bytes -= len(forward.body)
 
     async def _check_epoch(self) -> None:
         """Before storing again after an outage: is this still our Redis's data?"""
@@ -362,11 +364,11 @@ class RedisEngine:
         """Store ``batch`` with one script call; the outcome of each frame, in order (the
         list stops after the first frame Redis refused)."""
         args: list[Any] = [self.prefix, PID_TTL]
-        for forward, pid, fid, _ in batch:
+        for forward, pid, fid in batch:
             args += [
                 forward.topic,
                 len(forward.records),
-                orjson.dumps(forward.records).decode(),
+                forward.body,  # encoded once, by the core
                 self.maxlen_for(forward.topic),
                 pid,
                 fid,
@@ -421,7 +423,7 @@ class RedisEngine:
 
     def room(self) -> int:
         """How many more topics this node may track."""
-        return MAX_TRACKED - len(self._tracked)
+        return self.max_tracked - len(self._tracked)
 
     def sweep(self, wanted: Callable[[str], bool]) -> None:
         """Follow every known topic ``wanted`` now (after a pattern subscription: a topic
@@ -453,8 +455,8 @@ class RedisEngine:
             for stream, entries in reply or ():
                 topic = self._topic_of(stream)
                 for entry_id, fields in entries:
-                    batch = _batch(topic, entry_id, fields)
-                    self.on_batch(topic, batch.first, batch.ts, batch.records)
+                    first, ts, records = _parse(entry_id, fields)
+                    self.on_batch(topic, first, ts, records)  # (the core encodes the frame)
                     # Moved on only once delivered: a failure re-reads this batch.
                     self._tracked[stream] = entry_id
                     self.read_batches += 1
@@ -482,13 +484,8 @@ class RedisEngine:
                 self.discovered(topic)
 
 
-# A queued publish: the frame, its producer id and number, its size in bytes.
-_Pending = tuple[Forward, str, int, int]
-
-
-def _size(forward: Forward) -> int:
-    """Bytes a queued publish holds (its records as JSON), for the pending bound."""
-    return len(orjson.dumps(forward.records))
+# A queued publish: the frame, its producer id and number.
+_Pending = tuple[Forward, str, int]
 
 
 def _transient(error: str) -> bool:
@@ -496,10 +493,14 @@ def _transient(error: str) -> bool:
     return error.startswith(("OOM", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"))
 
 
+def _parse(entry_id: str, fields: dict[str, str]) -> tuple[int, float, list[Any]]:
+    """A stream entry's first seq, ts and records."""
+    return int(entry_id.split("-", 1)[0]), float(fields["ts"]), orjson.loads(fields["b"])
+
+
 def _batch(topic: str, entry_id: str, fields: dict[str, str]) -> Batch:
-    first = int(entry_id.split("-", 1)[0])
-    ts = float(fields["ts"])
-    records = orjson.loads(fields["b"])
+    """A stream entry as a history batch (with its msg frame, for replays)."""
+    first, ts, records = _parse(entry_id, fields)
     return Batch(first, ts, records, p.encode_msg_frame(topic, first, ts, records))
 
 

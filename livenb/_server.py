@@ -34,12 +34,12 @@ from ._history import (
     limits_for,
 )
 from ._journal import Journal
-from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
+from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, ping
 from ._origins import allowlist, is_loopback, origin_allowed
 from ._pages import SECURITY_HEADERS, is_upgrade, page
 from ._permissions import grants
 from ._redact import traffic_logger
-from ._redis import MAX_TRACKED, RedisEngine
+from ._redis import RedisEngine
 from ._state import (
     DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_MAX_TOPICS,
@@ -189,7 +189,7 @@ class _Peer:
         "closing",
         "conn",
         "dropped_records",
-        "last_heard",
+        "liveness",
         "max_bytes",
         "max_frames",
         "max_records",
@@ -237,7 +237,7 @@ class _Peer:
         # task (memory per connection matters at tens of thousands of them).
         self.sender: asyncio.Task[None] | None = None
         self.start_sender: Callable[[_Peer], None] | None = None
-        self.last_heard = time.monotonic()  # the hub-wide keepalive reads these
+        self.liveness = Liveness()  # the hub-wide keepalive reads these
         self.ping_sent: float | None = None
         self.pinger: asyncio.Task[None] | None = None
 
@@ -769,7 +769,9 @@ class AsyncHub:
                 if core.may_read(conn, t) and not core.knows(t) and not engine.tracks(t)
             ]
             if len(topics) > engine.room():
-                raise LivenbError(f"this hub already reads its maximum of {MAX_TRACKED} topics")
+                raise LivenbError(
+                    f"this hub already reads its maximum of {engine.max_tracked} topics"
+                )
             for topic in topics:
                 if engine.tracks(topic):  # primed meanwhile, for another connection
                     continue
@@ -1113,7 +1115,7 @@ class AsyncHub:
                 finally:
                     self._unauthenticated.discard(ws)  # authenticated, or on its way out
             async for frame in ws:
-                peer.last_heard = time.monotonic()
+                peer.liveness.heard()
                 await self._receive(conn, frame)
         except ConnectionClosed:
             pass
@@ -1238,10 +1240,10 @@ class AsyncHub:
             now = time.monotonic()
             for peer in list(self._peers.values()):
                 if peer.ping_sent is None:
-                    if now - peer.last_heard >= interval and not peer.closing:
+                    if now - peer.liveness.last_heard >= interval and not peer.closing:
                         peer.ping_sent = now
-                        peer.pinger = asyncio.create_task(_ping(peer))
-                elif peer.last_heard >= peer.ping_sent:
+                        peer.pinger = asyncio.create_task(ping(peer.ws, peer.liveness))
+                elif peer.liveness.last_heard >= peer.ping_sent:
                     peer.ping_sent = None  # heard from it since the ping
                 elif now - peer.ping_sent >= grace:
                     peer.ping_sent = None
@@ -1257,15 +1259,6 @@ class AsyncHub:
                 self._slow_consumer(peer)
         except ConnectionClosed:
             pass
-
-
-async def _ping(peer: _Peer) -> None:
-    """Ping ``peer``; its pong counts as hearing from it."""
-    with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
-        pong = await peer.ws.ping()
-        await pong
-        peer.last_heard = time.monotonic()
-    peer.pinger = None
 
 
 def _respond(

@@ -89,6 +89,7 @@ class Forward:
     records: list[Any]
     request_id: p.RequestId | None
     pid: str | None
+    body: bytes = b""  # the records as a JSON array, encoded once (what the engine stores)
 
 
 Action = Send | Close | Persist | Forward
@@ -330,14 +331,16 @@ class HubCore:
             return
         if not self.sequenced:
             try:  # what cannot be relayed is refused before the engine stores it
-                p.encode_msg_frame(topic, 1, now, message.records)
+                body = _records_body(message.records)
             except TypeError as exc:
                 self._error(
                     conn, p.BAD_FIELD, f"a record cannot be relayed: {exc}", message.id, topic
                 )
                 return
             self.counters.records_in += len(message.records)
-            self._out.append(Forward(conn, topic, message.records, message.id, message.pid))
+            self._out.append(
+                Forward(conn, topic, message.records, message.id, message.pid, body)
+            )
             return
         pid = message.pid
         if pid is not None:
@@ -666,6 +669,15 @@ class HubCore:
         self.counters.errors[code] = self.counters.errors.get(code, 0) + 1
         self._out.append(Send((conn,), p.encode(p.Err(code, message, request_id, topic))))
 
+
+
+def _records_body(records: list[Any]) -> bytes:
+    """``records`` as a JSON array, encoded so that it fails exactly when their msg frame
+    would (nested one level deeper than the records, as the frame nests them): one encoding
+    both checks that the batch can be relayed and gives the engine what it stores."""
+    if len(records) == 1:  # {"data": record}: the array is as deep as the frame
+        return orjson.dumps(records)
+    return orjson.dumps([records])[1:-1]  # {"batch": [...]}: one level more
 
 
 def _request_id_of(frame: str | bytes) -> p.RequestId | None:

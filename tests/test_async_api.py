@@ -256,3 +256,22 @@ def test_generated_tokens_never_look_like_command_line_options() -> None:
     tokens = {_new_token() for _ in range(2000)}
     assert len(tokens) == 2000 and not any(t.startswith("-") for t in tokens)
     assert all(len(t) == 32 for t in tokens)
+
+
+async def test_an_idle_connection_drops_its_sender_and_gets_one_back(unit: float) -> None:
+    """Idle subscribers hold no sender task and no queue of their own (memory per idle
+    connection); the next frame brings both back, and nothing is lost either way."""
+    from livenb._server import _IDLE_QUEUE, SENDER_IDLE
+
+    async with AsyncHub(port=0) as hub, AsyncClient(hub.url, hub.token) as c:
+        sub = c.subscribe("t")
+        await sub.wait_ready()
+        assert await c.publish("t", 1, ack=True) == 1
+        await sub.wait(1)
+        (peer,) = hub._peers.values()
+        await until(lambda: peer.sender is None, SENDER_IDLE + unit, "the idle sender to end")
+        assert peer.queue is _IDLE_QUEUE and peer.wake is None
+        assert await c.publish("t", 2, ack=True) == 2
+        await asyncio.wait_for(sub.wait(2), unit)
+        assert sub.frame["value"].tolist() == [1, 2]
+        assert peer.sender is not None

@@ -22,18 +22,8 @@ from typing import Any
 import pytest
 
 from .conftest import UNIT
-from .test_notebooks import cell, result, stdout
+from .test_notebooks import cell, check_saved_clean, nbformat, result, stdout
 from .test_notebooks import execute as run_notebook
-
-nbformat = pytest.importorskip(
-    "nbformat", reason="nbformat is not installed (pip install -e '.[test]')"
-)
-nbclient = pytest.importorskip(
-    "nbclient", reason="nbclient is not installed (pip install -e '.[test]')"
-)
-pytest.importorskip(
-    "ipykernel", reason="ipykernel is not installed, so there is no python3 kernel to run in"
-)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TICKER = NOTEBOOKS / "02-stock-ticker.ipynb"
@@ -89,19 +79,7 @@ def probe(run: tuple[Any, float]) -> dict[str, Any]:
 
 
 def test_saved_clean() -> None:
-    nb = load()
-    nbformat.validate(nb)
-    assert nb.nbformat == 4
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    tags = []
-    for c in nb.cells:
-        if c.cell_type == "code":
-            assert c.outputs == [] and c.execution_count is None, (
-                f"save the notebook without outputs (cell {c.source[:40]!r})"
-            )
-            assert len(c.metadata.get("tags", [])) == 1, f"tag the cell {c.source[:40]!r}"
-            tags += c.metadata["tags"]
-    assert len(tags) == len(set(tags)), "cell tags must be unique"
+    nb = check_saved_clean(TICKER)
     assert any(c.cell_type == "markdown" and c.source.startswith("# ") for c in nb.cells)
 
 

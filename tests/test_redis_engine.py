@@ -274,8 +274,8 @@ def test_a_batch_sent_again_after_a_lost_reply_is_stored_once(
         )
         await engine.start()
         try:
-            frames = [Forward(1, "t", [i], i + 1, "client-pid") for i in range(3)]
-            frames.append(Forward(1, "t", [99], None, None))  # no pid: the node's own
+            frames = [Forward(1, "t", [i], i + 1, "client-pid", b"[%d]" % i) for i in range(3)]
+            frames.append(Forward(1, "t", [99], None, None, b"[99]"))  # no pid: the node's own
             for f in frames:
                 engine.submit(f)
             batch = list(engine._pending)
@@ -290,7 +290,10 @@ def test_a_batch_sent_again_after_a_lost_reply_is_stored_once(
             await engine._redis.set("livenb:s:bad", "not a stream")
             engine._pending.clear()
             engine._pending_bytes = 0
-            for f in (Forward(1, "bad", [1], 10, "client-pid"), Forward(1, "t", [5], 11, "client-pid")):
+            for f in (
+                Forward(1, "bad", [1], 10, "client-pid", b"[1]"),
+                Forward(1, "t", [5], 11, "client-pid", b"[5]"),
+            ):
                 engine.submit(f)
             results = await engine._store(list(engine._pending))
             assert results[0][0] == "err" and len(results) == 1
@@ -315,3 +318,38 @@ def test_health_recovers_after_an_outage_with_nothing_to_do(
         while hub.aio.healthy() != (True, "ok"):
             assert time.monotonic() < deadline, hub.aio.healthy()
             time.sleep(0.05)
+
+
+def test_publishes_waiting_for_redis_are_bounded_in_frames_and_bytes() -> None:
+    """Beyond max_pending frames or max_pending_bytes waiting for Redis, a publish is refused
+    at once with engine_unavailable (and counted), never queued without bound."""
+    from livenb._redis import RedisEngine
+    from livenb._state import Forward
+
+    refused: list[tuple[int, str]] = []
+    engine = RedisEngine(
+        "redis://127.0.0.1:1/0",  # never started: nothing is ever stored
+        on_batch=lambda *a: None,
+        on_stored=lambda *a: None,
+        on_refused=lambda f, code, msg: refused.append((f.request_id, code)),  # type: ignore[misc]
+        maxlen_for=lambda topic: 10,
+        max_pending=3,
+        max_pending_bytes=100,
+    )
+    for i in range(5):
+        engine.submit(Forward(1, "t", [i], i + 1, "pid", b"[%d]" % i))
+    assert [rid for rid, _ in refused] == [4, 5]  # the fourth and fifth: over 3 frames
+    engine.submit(Forward(1, "u", ["x" * 200], 6, "pid", b'["' + b"x" * 200 + b'"]'))
+    assert refused[-1] == (6, "engine_unavailable")  # over 100 bytes
+    assert engine.stats()["pending_frames"] == 3 and engine.stats()["refused_frames"] == 3
+
+
+def test_a_node_reads_a_bounded_number_of_topics(redis_server: RedisServer, unit: float) -> None:
+    with livenb.serve(port=0, engine=redis_server.url) as hub, hub.connect() as c:
+        assert hub.aio._engine is not None
+        hub.aio._engine.max_tracked = 2
+        c.subscribe("one")
+        c.subscribe("two")
+        with pytest.raises(livenb.RemoteError, match="engine_unavailable"):
+            c.subscribe("three", timeout=2 * unit)
+        assert hub.stats()["engine"]["tracked_topics"] == 2

@@ -219,3 +219,32 @@ def test_publish_rate_limit_refuses_then_closes_a_flooder() -> None:
     closes = [a for a in c.drain() if isinstance(a, Close)]
     assert closes and closes[0].code == p.CLOSE_RATE_LIMITED
     assert c.counters.rate_limited >= 12 * 100
+
+
+def test_the_engine_body_fails_exactly_when_the_msg_frame_would() -> None:
+    """With an engine the core encodes the records once (the array the engine stores); that
+    encoding must refuse exactly the records whose msg frame could not be encoded."""
+    from livenb import _protocol as proto
+    from livenb._state import _records_body
+
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    for depth in range(240, 260):
+        for records in ([nested(depth)], [nested(depth), 1]):
+            try:
+                proto.encode_msg_frame("t", 1, 0.0, records)
+                frame_ok = True
+            except TypeError:
+                frame_ok = False
+            try:
+                body = _records_body(records)
+                body_ok = True
+            except TypeError:
+                body_ok = False
+            assert body_ok == frame_ok, (depth, len(records))
+            if body_ok:
+                assert orjson.loads(body) == records
