@@ -31,11 +31,12 @@ from ._errors import (
     RemoteError,
 )
 from ._keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Liveness, keepalive
-from ._outbox import PENDING_POLICY, WAKE_NONE, WAKE_NOW, Frame, Outbox
+from ._outbox import PENDING_POLICY, WAKE_NOW, WAKE_TIMER, Frame, Outbox
 from ._redact import traffic_logger
 from ._tls import client_context
 from ._topics import check_pattern, check_topic, matches
 from ._window import DEFAULT_ROWS, WindowSpec, make_window
+from ._wswrite import write_all
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -801,8 +802,8 @@ class AsyncClient:
                     "closes connections that send frames over its max_size, 1 MiB by default); "
                     "split it, or raise both limits together"
                 )
-        wake, frame_id = self.outbox.add(topic, encoded, seal=seal)
-        if wake != WAKE_NONE:
+        wake, frame_id, signal = self.outbox.add(topic, encoded, seal=seal)
+        if signal:
             if threading.get_ident() == self._thread_id:
                 self._kick.set()
             else:
@@ -883,8 +884,9 @@ class AsyncClient:
                 await ws.send(frame.data, text=True)
                 self.frames_resent += 1
             while True:
-                if not outbox.has_ready() and not self._flush_requested:
+                if not self._flush_requested and outbox.sleep(WAKE_TIMER):
                     await self._kick.wait()
+                    outbox.awake()
                     self._kick.clear()
                     if not outbox.has_ready() and not self._flush_requested:
                         await self._linger(outbox.oldest + self.batch_delay)
@@ -893,8 +895,7 @@ class AsyncClient:
                     self._flush_requested = False
                     continue
                 self._unacked.extend(frames)
-                for frame in frames:
-                    await ws.send(frame.data, text=True)
+                await write_all(ws, [frame.data for frame in frames])
                 self.frames_sent += len(frames)
         except ConnectionClosed as exc:
             self._lose(exc)
@@ -906,15 +907,18 @@ class AsyncClient:
 
     async def _linger(self, deadline: float) -> None:
         """Wait until ``deadline`` (monotonic) unless a batch fills or a flush is requested."""
-        while not self.outbox.has_ready() and not self._flush_requested:
+        outbox = self.outbox
+        while not self._flush_requested:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not outbox.sleep(WAKE_NOW):
                 return
             try:
                 async with asyncio.timeout(remaining):
                     await self._kick.wait()
             except TimeoutError:
                 return
+            finally:
+                outbox.awake()
             self._kick.clear()
 
     def _settle(self, frame_id: int, result: int | BaseException) -> None:

@@ -19,7 +19,8 @@ from ._protocol import pub_frame
 PENDING_POLICY: Final = "block"
 
 # add() results: the flusher must be woken when a first record arrives (start the delay
-# timer) or when a frame is complete (send at once).
+# timer) or when a frame is complete (send at once). A flusher that is not asleep (see
+# Outbox.sleep) is never woken: it looks for ready frames before it sleeps again.
 WAKE_NONE = 0
 WAKE_TIMER = 1
 WAKE_NOW = 2
@@ -58,6 +59,7 @@ class Outbox:
         self._pending = 0  # bytes added and not yet released (acknowledged)
         self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record
+        self._asleep = WAKE_NONE  # what wakes the flusher (WAKE_NONE: it is running)
         self.records_added = 0
 
     @property
@@ -67,16 +69,20 @@ class Outbox:
     def full(self) -> bool:
         return self._pending >= self.max_pending
 
-    def add(self, topic: str, encoded: list[bytes], *, seal: bool = False) -> tuple[int, int]:
+    def add(
+        self, topic: str, encoded: list[bytes], *, seal: bool = False
+    ) -> tuple[int, int, bool]:
         """Queue encoded records of ``topic``. With ``seal``, the frame holding the last one is
         sealed at once. Returns (wake code, number of the frame holding the last record, or
-        0 while that frame is still open)."""
+        0 while that frame is still open, whether the sleeping flusher must be woken: a
+        running one finds the frames itself)."""
         with self.lock:
             was_empty = not self._open and not self._ready
             batch = self._open.get(topic)
             wake = WAKE_NONE
             last_id = 0
-            for record in encoded:
+            final = len(encoded) - 1
+            for i, record in enumerate(encoded):
                 if batch is None:
                     batch = self._open[topic] = _Batch()
                     if len(self._open) == 1:
@@ -90,18 +96,36 @@ class Outbox:
                 batch.payload += len(record)
                 self._pending += len(record)
                 if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
-                    last_id = self._seal(topic, batch)
+                    last_id = self._seal(topic, batch, individual=seal and i == final)
                     batch = None
                     wake = WAKE_NOW
                 else:
                     last_id = 0
             self.records_added += len(encoded)
             if seal and batch is not None:
-                last_id = self._seal(topic, batch)
+                last_id = self._seal(topic, batch, individual=True)
                 wake = WAKE_NOW
             if wake == WAKE_NONE and was_empty:
                 wake = WAKE_TIMER
-            return wake, last_id
+            signal = self._asleep != WAKE_NONE and wake >= self._asleep
+            if signal:
+                self._asleep = WAKE_NONE  # one wake per sleep
+            return wake, last_id, signal
+
+    def sleep(self, until: int) -> bool:
+        """The flusher is about to wait: True, and it will be woken by the first add() whose
+        wake code is at least ``until`` (WAKE_TIMER: any record; WAKE_NOW: a complete
+        frame); False (do not wait) when what would wake it is already there: sealed
+        frames, or (for WAKE_TIMER) open batches whose delay must start."""
+        with self.lock:
+            if self._ready or (until == WAKE_TIMER and self._open):
+                return False
+            self._asleep = until
+            return True
+
+    def awake(self) -> None:
+        """The flusher runs again (woken, or its wait ended): no add() needs to wake it."""
+        self._asleep = WAKE_NONE
 
     def take(self) -> list[Frame]:
         """Seal every open batch and return all sealed frames, oldest first."""
@@ -143,10 +167,12 @@ class Outbox:
             self.room.notify_all()
             return dropped
 
-    def _seal(self, topic: str, batch: _Batch) -> int:
+    def _seal(self, topic: str, batch: _Batch, individual: bool = False) -> int:
         del self._open[topic]
         frame_id = self._next_id
         self._next_id += 1
-        data = pub_frame(topic, batch.records, frame_id, self.pid)
+        # Frames nobody awaits one by one may be acknowledged together (a later frame's ack
+        # settles them): the hub sends one ack per burst instead of one per frame.
+        data = pub_frame(topic, batch.records, frame_id, self.pid, cumulative=not individual)
         self._ready.append(Frame(frame_id, data, batch.payload, len(batch.records)))
         return frame_id

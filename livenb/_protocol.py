@@ -119,6 +119,7 @@ class Pub:
     single: bool = False
     id: RequestId | None = None
     pid: str | None = None  # producer id: (pid, id) makes a retried frame idempotent
+    cumulative: bool = False  # (with pid) a later frame's ack may acknowledge this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,10 @@ def decode_client(frame: str | bytes) -> ClientMessage:
                 raise _field_error(op, "pid", f"a string of 1-{MAX_PID_LENGTH} characters", pid)
             if type(request_id) is not int or request_id < 1:
                 raise _field_error(op, "id", "an integer >= 1 (required with pid)", request_id)
-        return Pub(f.topic(), records, single, request_id, pid)
+        cumulative = f.obj.get("cumulative", False)
+        if cumulative is not False and (cumulative is not True or pid is None):
+            raise _field_error(op, "cumulative", "true, with pid", cumulative)
+        return Pub(f.topic(), records, single, request_id, pid, cumulative)
     if op == "sub":
         topic = f.topic(pattern=True)
         since = f.obj.get("since")
@@ -378,7 +382,7 @@ def decode_hub(frame: str | bytes) -> HubMessage:
 def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
     """The JSON object for ``message`` (optional fields left out when unset)."""
     match message:
-        case Pub(topic, records, single, request_id, pid):
+        case Pub(topic, records, single, request_id, pid, cumulative):
             obj: dict[str, Any] = {"op": "pub", "topic": topic}
             if single:
                 obj["data"] = records[0]
@@ -388,6 +392,8 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
                 obj["id"] = request_id
             if pid is not None:
                 obj["pid"] = pid
+            if cumulative:
+                obj["cumulative"] = True
             return obj
         case Msg(topic, seq, ts, records, single):
             obj = {"op": "msg", "topic": topic, "seq": seq, "ts": ts}
@@ -459,6 +465,11 @@ def encode_msg_frame(topic: str, seq: int, ts: float, records: list[JSON]) -> by
     return orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "batch": records})
 
 
+def encode_ack(request_id: RequestId, seq: int, count: int) -> bytes:
+    """Hot path: the ``ack`` of a stored frame (what ``encode(Ack(...))`` gives)."""
+    return orjson.dumps({"op": "ack", "id": request_id, "seq": seq, "count": count})
+
+
 def encode_record(record: object) -> bytes:
     """Encode one record for publishing; raise :class:`SerializationError` if it cannot be.
 
@@ -500,6 +511,7 @@ def pub_frame(
     encoded_records: Sequence[bytes],
     request_id: RequestId | None = None,
     pid: str | None = None,
+    cumulative: bool = False,
 ) -> bytes:
     """Splice already-encoded records into one ``pub`` frame without re-encoding them.
 
@@ -507,7 +519,7 @@ def pub_frame(
     """
     tail = b"}" if request_id is None else b',"id":' + orjson.dumps(request_id) + b"}"
     if pid is not None:
-        tail = b',"pid":' + orjson.dumps(pid) + tail
+        tail = b',"pid":' + orjson.dumps(pid) + (b',"cumulative":true' if cumulative else b"") + tail
     if len(encoded_records) == 1:
         return b'{"op":"pub","topic":"' + topic.encode() + b'","data":' + encoded_records[0] + tail
     return (

@@ -54,6 +54,7 @@ from ._state import (
 from ._throttle import DEFAULT_AUTH_FAILURE_BURST, DEFAULT_AUTH_FAILURE_RATE, FailureThrottle
 from ._tls import self_signed, server_context
 from ._topics import check_pattern, is_pattern, matches
+from ._wswrite import FLUSH_BYTES, flush, put, writable
 
 if TYPE_CHECKING:
     from .widgets import StatusPanel
@@ -161,7 +162,14 @@ _IDLE_QUEUE: Final[deque[_Item]] = deque()  # shared by idle peers; never append
 
 
 class _Peer:
-    """One connection's outgoing side: a bounded queue drained by its own sender task.
+    """One connection's outgoing side: direct writes while the connection keeps up, else a
+    bounded queue drained by its own sender task.
+
+    A frame offered while nothing is queued and the connection's transport is below its
+    write limit (websockets' ``write_limit``, not paused) is written at once, corked until
+    the loop's current step ends, so a burst leaves in one write (at most ``FLUSH_BYTES``): no task, no queue, like websockets'
+    ``broadcast()``. Otherwise it is queued, and the sender writes it once the transport
+    has room, in order.
 
     The queue holds at most ``max_frames`` frames, ``max_records`` records (in msg frames) and
     ``max_bytes`` bytes. What happens when a new frame would exceed a bound is the ``policy``:
@@ -188,11 +196,13 @@ class _Peer:
         "bytes",
         "closing",
         "conn",
+        "corked",
         "dropped_records",
         "liveness",
         "max_bytes",
         "max_frames",
         "max_records",
+        "pending_ack",
         "ping_sent",
         "pinger",
         "policy",
@@ -203,6 +213,7 @@ class _Peer:
         "replay_records",
         "sender",
         "start_sender",
+        "uncork_soon",
         "wake",
         "ws",
     )
@@ -237,6 +248,11 @@ class _Peer:
         # task (memory per connection matters at tens of thousands of them).
         self.sender: asyncio.Task[None] | None = None
         self.start_sender: Callable[[_Peer], None] | None = None
+        self.uncork_soon: Callable[[_Peer], None] = _Peer.uncork
+        self.corked = 0  # bytes written to the protocol and not yet to the transport
+        # The newest ack of a cumulative pub, held until the end of the loop's step (or the
+        # next reply): a burst of pubs read together is acknowledged by one ack.
+        self.pending_ack: _Item | None = None
         self.liveness = Liveness()  # the hub-wide keepalive reads these
         self.ping_sent: float | None = None
         self.pinger: asyncio.Task[None] | None = None
@@ -244,6 +260,11 @@ class _Peer:
     def offer(self, item: _Item) -> bool:
         """Queue ``item`` (applying the overflow policy when it does not fit); False when the
         connection must be closed as a slow consumer."""
+        if item.kind == _CONTROL and self.pending_ack is not None and not self.settle_ack():
+            return False  # replies keep their order: the held ack goes first
+        if not self.queue and writable(self.ws):
+            self._write(item.frame)
+            return True
         if item.replay or self._fits(item):
             self._append(item)
             return True
@@ -398,9 +419,37 @@ class _Peer:
         self._count(item, -1)
         return item.frame
 
+    def hold_ack(self, item: _Item) -> None:
+        """Hold the ack ``item`` of a cumulative pub in place of the one held before (it
+        acknowledges that one too); it goes out with :meth:`settle_ack`."""
+        if self.pending_ack is None:
+            self.uncork_soon(self)  # the end of this step settles it
+        self.pending_ack = item
+
+    def settle_ack(self) -> bool:
+        """Send the held ack, if any; False when the connection must close (slow consumer)."""
+        item, self.pending_ack = self.pending_ack, None
+        return item is None or self.offer(item)
+
+    def _write(self, frame: bytes) -> None:
+        put(self.ws, frame)
+        if not self.corked:
+            self.uncork_soon(self)
+        self.corked += len(frame)
+        if self.corked >= FLUSH_BYTES:
+            self.uncork()
+
+    def uncork(self) -> None:
+        """Hand what :meth:`_write` left in the protocol buffer to the transport."""
+        if self.corked:
+            self.corked = 0
+            try:
+                flush(self.ws)
+            except Exception:  # the connection is going away; its reader sees the close
+                log.debug("livenb hub: write to connection %d failed", self.conn, exc_info=True)
+
     async def run_sender(self, send_timeout: float) -> None:
         ws = self.ws
-        queue = self.queue
         wake = self.wake
         assert wake is not None
         while True:
@@ -408,12 +457,17 @@ class _Peer:
                 async with asyncio.timeout(SENDER_IDLE):
                     await wake.wait()
             except TimeoutError:
-                if not queue:  # idle: end the task; the next frame starts another
+                if not self.queue:  # idle: end the task; the next frame starts another
                     self.wake = self.sender = None
                     self.queue = _IDLE_QUEUE
                     return
             wake.clear()
-            while queue:
+            while self.queue:
+                if writable(self.ws):
+                    self._write(self.take())
+                    continue
+                # Paused (or closing): send() writes after what is buffered and waits for
+                # room, or raises ConnectionClosed.
                 frame = self.take()
                 async with asyncio.timeout(send_timeout):
                     await ws.send(frame, text=True)
@@ -638,6 +692,7 @@ class AsyncHub:
         self._core = HubCore(**self._core_options)
         self._server: Server | None = None
         self._peers: dict[int, _Peer] = {}
+        self._corked: list[_Peer] = []  # peers with frames awaiting _uncork_all
         self._ids = itertools.count(1)
         self._port: int | None = None
         self._started_at = 0.0
@@ -1095,6 +1150,7 @@ class AsyncHub:
             conn, ws, self.queue_frames, self.queue_bytes, self.queue_records, self.slow_consumer
         )
         peer.start_sender = self._start_sender
+        peer.uncork_soon = self._uncork_soon
         self._peers[conn] = peer
         try:
             if not has_header and self.token is not None:
@@ -1166,6 +1222,11 @@ class AsyncHub:
         for action in actions:
             if type(action) is Send:
                 item = _Item.of(action)  # one per frame, shared by every target
+                if action.cumulative:
+                    peer = peers.get(action.targets[0])
+                    if peer is not None and not peer.closing:
+                        peer.hold_ack(item)
+                    continue
                 for target in action.targets:
                     peer = peers.get(target)
                     if peer is not None and not peer.closing and not peer.offer(item):
@@ -1226,6 +1287,21 @@ class AsyncHub:
         task = asyncio.create_task(self._close_slow(peer.ws, code, reason))
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
+
+    def _uncork_soon(self, peer: _Peer) -> None:
+        """Write ``peer``'s corked frames once the loop's current step is done."""
+        self._corked.append(peer)
+        if len(self._corked) == 1:
+            asyncio.get_running_loop().call_soon(self._uncork_all)
+
+    def _uncork_all(self) -> None:
+        corked, self._corked = self._corked, []
+        for peer in corked:
+            if peer.closing:
+                peer.pending_ack = None
+            elif not peer.settle_ack():
+                self._slow_consumer(peer)
+            peer.uncork()
 
     def _start_sender(self, peer: _Peer) -> None:
         peer.sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{peer.conn}")

@@ -49,6 +49,9 @@ class Send:
     frame: bytes
     records: int = 0
     replay: bool = False  # a frame of a resume's replay (shared with the history)
+    # An ack of a cumulative pub (one target): it may wait for the end of the I/O layer's
+    # current read and be replaced by a later one (which acknowledges both).
+    cumulative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class Persist:
     pid: str | None
     dup_count: int = 0
     frame: bytes = b""  # the encoded msg frame (empty for a duplicate's barrier)
+    cumulative: bool = False  # its ack may be folded into a later one (Pub.cumulative)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,7 @@ class Forward:
     request_id: p.RequestId | None
     pid: str | None
     body: bytes = b""  # the records as a JSON array, encoded once (what the engine stores)
+    cumulative: bool = False  # its ack may be folded into a later one (Pub.cumulative)
 
 
 Action = Send | Close | Persist | Forward
@@ -339,7 +344,9 @@ class HubCore:
                 return
             self.counters.records_in += len(message.records)
             self._out.append(
-                Forward(conn, topic, message.records, message.id, message.pid, body)
+                Forward(
+                    conn, topic, message.records, message.id, message.pid, body, message.cumulative
+                )
             )
             return
         pid = message.pid
@@ -379,7 +386,9 @@ class HubCore:
         self.counters.records_in += n
         if pid is not None:
             self.producers.stored(pid, message.id, first, n)  # type: ignore[arg-type]
-        batch = Persist(conn, topic, first, now, records, message.id, pid, 0, frame)
+        batch = Persist(
+            conn, topic, first, now, records, message.id, pid, 0, frame, message.cumulative
+        )
         if self.journaled:
             self._out.append(batch)  # delivered and acknowledged once it is on disk
         else:
@@ -396,8 +405,8 @@ class HubCore:
             batch.records,
         )
         if batch.dup_count:  # a retry: only its ack, marked as a duplicate
-            ack = p.Ack(batch.request_id, first, batch.dup_count, True)  # type: ignore[arg-type]
-            self._out.append(Send((conn,), p.encode(ack)))
+            dup = p.Ack(batch.request_id, first, batch.dup_count, True)  # type: ignore[arg-type]
+            self._out.append(Send((conn,), p.encode(dup)))
             return
         n = len(records)
         self._committed[topic] = first + n - 1
@@ -417,15 +426,17 @@ class HubCore:
                 self.counters.frames_out += len(receivers)
                 self.counters.records_out += n * len(receivers)
         if batch.request_id is not None and conn in self._connections:
-            self._out.append(Send((conn,), p.encode(p.Ack(batch.request_id, first, n))))
+            ack = p.encode_ack(batch.request_id, first, n)
+            self._out.append(Send((conn,), ack, cumulative=batch.cumulative))
 
     # ------------------------------------------------------------------ engine mode
     def stored(self, forward: Forward, first: int, count: int, duplicate: bool = False) -> None:
         """The engine stored ``forward`` as seqs ``first``.. (or had it already: ``duplicate``,
         with ``first`` 0 when it no longer knows where): acknowledge it."""
         if forward.request_id is not None and forward.conn in self._connections:
-            ack = p.Ack(forward.request_id, first, count, duplicate)
-            self._out.append(Send((forward.conn,), p.encode(ack)))
+            ack = p.encode(p.Ack(forward.request_id, first, count, duplicate))
+            lazy = forward.cumulative and not duplicate
+            self._out.append(Send((forward.conn,), ack, cumulative=lazy))
 
     def reject(self, conn: int, code: str, message: str, topic: str | None = None) -> None:
         """Answer a request of ``conn`` with ``err`` (the I/O layer refused it)."""

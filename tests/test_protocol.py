@@ -43,7 +43,8 @@ def pubs(draw: st.DrawFn) -> p.Pub:
     if single:
         recs = recs[:1]
     if draw(st.booleans()):  # idempotent form: producer id and a positive integer id
-        return p.Pub(draw(topics), recs, single, draw(st.integers(1, 2**53)), draw(st.text(min_size=1, max_size=64)))
+        pid = draw(st.text(min_size=1, max_size=64))
+        return p.Pub(draw(topics), recs, single, draw(st.integers(1, 2**53)), pid, draw(st.booleans()))
     return p.Pub(draw(topics), recs, single, draw(request_ids))
 
 
@@ -115,7 +116,7 @@ def test_hub_roundtrip(message: p.HubMessage) -> None:
 def test_spliced_pub_frame_equals_encoded(message: p.Pub) -> None:
     encoded = [p.encode_record(r) for r in message.records]
     if message.single or len(encoded) > 1:
-        frame = p.pub_frame(message.topic, encoded, message.id, message.pid)
+        frame = p.pub_frame(message.topic, encoded, message.id, message.pid, message.cumulative)
         assert p.decode_client(frame) == message
 
 
@@ -155,6 +156,9 @@ def test_msg_frame_hot_path_decodes(message: p.Msg) -> None:
         ('{"op": "pub", "topic": "t", "data": 1, "pid": "p"}', p.BAD_FIELD),
         ('{"op": "pub", "topic": "t", "data": 1, "pid": "p", "id": "x"}', p.BAD_FIELD),
         ('{"op": "pub", "topic": "t", "data": 1, "pid": 5, "id": 1}', p.BAD_FIELD),
+        ('{"op": "pub", "topic": "t", "data": 1, "id": 1, "cumulative": true}', p.BAD_FIELD),
+        ('{"op": "pub", "topic": "t", "data": 1, "pid": "p", "id": 1, "cumulative": 1}', p.BAD_FIELD),
+        ('{"op": "pub", "topic": "t", "data": 1, "pid": "p", "id": 1, "cumulative": "yes"}', p.BAD_FIELD),
         ('{"op": "sub", "topic": "t.*", "since": {"epoch": "e", "topics": {"a b": 1}}}', p.BAD_FIELD),
         ('{"op": "sub", "topic": "t", "since": {"epoch": "e"}}', p.BAD_FIELD),
         ('{"op": "auth"}', p.BAD_FIELD),

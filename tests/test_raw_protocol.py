@@ -105,3 +105,36 @@ async def test_header_auth_and_pattern_delivery(ahub: AsyncHub, unit: float) -> 
         assert msg["batch"] == [1, 2, 3] and msg["seq"] == 1
         await send(a, {"op": "ping"})
         assert await recv(a, unit) == {"op": "pong"}  # not a second copy of the batch
+
+
+async def test_cumulative_pubs_read_together_get_one_ack(ahub: AsyncHub, unit: float) -> None:
+    """Section 5.4: frames marked cumulative may be acknowledged by a later frame's ack; an
+    err (or any other reply) is never overtaken by an ack held back for an earlier frame."""
+    from livenb._wswrite import flush, put
+
+    def pub(n: int, topic: str = "t") -> bytes:
+        return json.dumps({"op": "pub", "topic": topic, "data": n, "id": n, "pid": "p9", "cumulative": True}).encode()
+
+    async with connect(ahub.url, additional_headers={"Authorization": f"Bearer {ahub.token}"}) as ws:
+        for frame in [pub(1), pub(2), pub(3), pub(4, "bad topic"), pub(5), pub(6), b'{"op":"ping"}']:
+            put(ws, frame)
+        flush(ws)  # one write: the hub reads the burst at once
+        replies = []
+        while not replies or replies[-1]["op"] != "pong":
+            replies.append(await recv(ws, unit))
+    acks = [r for r in replies if r["op"] == "ack"]
+    err = next(r for r in replies if r["op"] == "err")
+    assert err["id"] == 4 and err["code"] == "invalid_topic"
+    assert [r["op"] for r in replies] == ["ack", "err", "ack", "pong"]
+    assert (acks[0]["id"], acks[0]["seq"]) == (3, 3)  # settles frames 1-3
+    assert (acks[1]["id"], acks[1]["seq"]) == (6, 5)  # settles frames 5-6 (4 was refused)
+
+
+async def test_frames_not_cumulative_get_one_ack_each(ahub: AsyncHub, unit: float) -> None:
+    from livenb._wswrite import flush, put
+
+    async with connect(ahub.url, additional_headers={"Authorization": f"Bearer {ahub.token}"}) as ws:
+        for n in (1, 2, 3):
+            put(ws, json.dumps({"op": "pub", "topic": "t", "data": n, "id": n, "pid": "p8"}).encode())
+        flush(ws)
+        assert [(await recv(ws, unit))["id"] for _ in range(3)] == [1, 2, 3]

@@ -68,8 +68,15 @@ def control(request_id: int) -> _Item:
     return _Item.of(Send((1,), p.encode(p.Ack(request_id, 1))))
 
 
+class StalledConnection:
+    """A connection whose transport is over its write limit: every frame offered is queued
+    (the policies apply to the queue, not to what the transport already holds)."""
+
+    paused = True
+
+
 def make_peer(policy: str, frames: int = 1000, records: int = 1000, size: int = 1 << 20) -> _Peer:
-    return _Peer(1, None, frames, size, records, policy)  # type: ignore[arg-type]
+    return _Peer(1, StalledConnection(), frames, size, records, policy)  # type: ignore[arg-type]
 
 
 def check_bounds(peer: _Peer) -> None:

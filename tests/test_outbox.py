@@ -1,0 +1,73 @@
+"""The publisher's outbox: batching, which frames may be acknowledged together, and when the
+flusher must be woken (a lost wake-up would leave records unsent; a needless one costs a
+cross-thread call per record)."""
+
+from __future__ import annotations
+
+import orjson
+
+from livenb._outbox import WAKE_NONE, WAKE_NOW, WAKE_TIMER, Outbox
+
+
+def outbox(max_records: int = 3) -> Outbox:
+    return Outbox(max_records=max_records, max_bytes=1 << 16, max_pending=1 << 20, pid="p1")
+
+
+def frames(box: Outbox) -> list[dict[str, object]]:
+    return [orjson.loads(frame.data) for frame in box.take()]
+
+
+def test_frames_nobody_awaits_are_cumulative() -> None:
+    box = outbox()
+    box.add("t", [b"1", b"2", b"3", b"4"])
+    sent = frames(box)
+    assert [f["batch"] if "batch" in f else [f["data"]] for f in sent] == [[1, 2, 3], [4]]
+    assert all(f["cumulative"] is True and f["pid"] == "p1" for f in sent)
+    assert [f["id"] for f in sent] == [1, 2]
+
+
+def test_an_awaited_frame_gets_its_own_ack_even_when_it_fills_the_batch() -> None:
+    box = outbox(max_records=2)
+    _, first_id, _ = box.add("t", [b"1"])
+    _, awaited, _ = box.add("t", [b"2"], seal=True)  # fills the batch: sealed by the size rule
+    _, awaited_alone, _ = box.add("u", [b"3"], seal=True)
+    sent = {f["id"]: f for f in frames(box)}
+    assert first_id == 0 and awaited == 1 and awaited_alone == 2
+    assert "cumulative" not in sent[awaited] and "cumulative" not in sent[awaited_alone]
+
+
+def test_a_running_flusher_is_not_woken() -> None:
+    box = outbox(max_records=1)
+    wake, _, signal = box.add("t", [b"1"])
+    assert wake == WAKE_NOW and not signal  # the flusher has not gone to sleep yet
+    assert not box.sleep(WAKE_TIMER)  # a frame is ready: it must not sleep
+    box.take()
+    assert box.sleep(WAKE_TIMER)
+    wake, _, signal = box.add("t", [b"2"])
+    assert wake == WAKE_NOW and signal  # asleep: woken once ...
+    wake, _, signal = box.add("t", [b"3"])
+    assert wake == WAKE_NOW and not signal  # ... not once per record
+    box.awake()
+    wake, _, signal = box.add("t", [b"4"])
+    assert not signal
+
+
+def test_a_lingering_flusher_wakes_only_for_a_complete_frame() -> None:
+    box = outbox(max_records=2)
+    assert box.sleep(WAKE_TIMER)
+    wake, _, signal = box.add("t", [b"1"])
+    assert wake == WAKE_TIMER and signal  # the first record starts the delay
+    box.awake()
+    assert box.sleep(WAKE_NOW)  # lingering until the delay ends
+    wake, _, signal = box.add("u", [b"2"])
+    assert wake == WAKE_NONE and not signal  # another open batch: keep lingering
+    wake, _, signal = box.add("t", [b"3"])
+    assert wake == WAKE_NOW and signal  # batch "t" is full: send now
+
+
+def test_records_added_before_the_flusher_first_sleeps_are_not_forgotten() -> None:
+    box = outbox()
+    _, _, signal = box.add("t", [b"1"])  # no flusher asleep yet: nobody to wake
+    assert not signal
+    assert not box.sleep(WAKE_TIMER)  # so it must not sleep: the batch's delay must start
+    assert box.sleep(WAKE_NOW)  # it lingers instead
