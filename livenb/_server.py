@@ -46,6 +46,7 @@ from ._state import (
     DEFAULT_RATE_LIMIT,
     Action,
     Close,
+    FoldableAck,
     Forward,
     HubCore,
     Persist,
@@ -252,7 +253,7 @@ class _Peer:
         self.corked = 0  # bytes written to the protocol and not yet to the transport
         # The newest ack of a cumulative pub, held until the end of the loop's step (or the
         # next reply): a burst of pubs read together is acknowledged by one ack.
-        self.pending_ack: _Item | None = None
+        self.pending_ack: FoldableAck | None = None
         self.liveness = Liveness()  # the hub-wide keepalive reads these
         self.ping_sent: float | None = None
         self.pinger: asyncio.Task[None] | None = None
@@ -419,17 +420,19 @@ class _Peer:
         self._count(item, -1)
         return item.frame
 
-    def hold_ack(self, item: _Item) -> None:
-        """Hold the ack ``item`` of a cumulative pub in place of the one held before (it
-        acknowledges that one too); it goes out with :meth:`settle_ack`."""
+    def hold_ack(self, ack: FoldableAck) -> None:
+        """Hold ``ack`` in place of the one held before (it acknowledges that one too); it
+        goes out with :meth:`settle_ack`."""
         if self.pending_ack is None:
             self.uncork_soon(self)  # the end of this step settles it
-        self.pending_ack = item
+        self.pending_ack = ack
 
     def settle_ack(self) -> bool:
         """Send the held ack, if any; False when the connection must close (slow consumer)."""
-        item, self.pending_ack = self.pending_ack, None
-        return item is None or self.offer(item)
+        ack, self.pending_ack = self.pending_ack, None
+        if ack is None:
+            return True
+        return self.offer(_Item(p.encode_ack(ack.request_id, ack.seq, ack.count), 0, _CONTROL))
 
     def _write(self, frame: bytes) -> None:
         put(self.ws, frame)
@@ -1222,15 +1225,14 @@ class AsyncHub:
         for action in actions:
             if type(action) is Send:
                 item = _Item.of(action)  # one per frame, shared by every target
-                if action.cumulative:
-                    peer = peers.get(action.targets[0])
-                    if peer is not None and not peer.closing:
-                        peer.hold_ack(item)
-                    continue
                 for target in action.targets:
                     peer = peers.get(target)
                     if peer is not None and not peer.closing and not peer.offer(item):
                         self._slow_consumer(peer)
+            elif type(action) is FoldableAck:
+                peer = peers.get(action.conn)
+                if peer is not None and not peer.closing:
+                    peer.hold_ack(action)
             elif type(action) is Forward:
                 assert self._engine is not None
                 self._engine.submit(action)

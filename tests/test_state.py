@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from livenb import _protocol as p
 from livenb._permissions import EVERYTHING
-from livenb._state import Close, HubCore, Send
+from livenb._state import Close, FoldableAck, HubCore, Send
 
 
 def frames_for(actions: list[Send | Close], conn: int) -> list[dict[str, object]]:
@@ -40,6 +40,17 @@ def test_publish_assigns_consecutive_seqs_per_topic() -> None:
     assert frames_for(out, 2) == [{"op": "ack", "id": "r1", "seq": 2, "count": 2}]
     assert c.last_seq("a") == 3 and c.last_seq("b") == 1
     assert c.counters.records_in == 4
+
+
+def test_a_cumulative_pub_gets_a_foldable_ack_and_a_duplicate_a_plain_one() -> None:
+    c = core()
+    c.receive(2, '{"op":"pub","topic":"a","batch":[1,2],"id":1,"pid":"p","cumulative":true}', 1.0)
+    c.receive(2, '{"op":"pub","topic":"a","data":3,"id":2,"pid":"p"}', 1.0)
+    c.receive(2, '{"op":"pub","topic":"a","batch":[1,2],"id":1,"pid":"p","cumulative":true}', 1.0)
+    folded, own, dup = c.drain()
+    assert folded == FoldableAck(2, 1, 1, 2)
+    assert isinstance(own, Send) and orjson.loads(own.frame) == {"op": "ack", "id": 2, "seq": 3, "count": 1}
+    assert isinstance(dup, Send) and orjson.loads(dup.frame)["dup"] is True
 
 
 def test_frame_encoded_once_for_all_receivers() -> None:
