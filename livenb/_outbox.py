@@ -77,40 +77,66 @@ class Outbox:
         0 while that frame is still open, whether the sleeping flusher must be woken: a
         running one finds the frames itself)."""
         with self.lock:
-            was_empty = not self._open and not self._ready
-            batch = self._open.get(topic)
-            wake = WAKE_NONE
-            last_id = 0
-            final = len(encoded) - 1
-            for i, record in enumerate(encoded):
-                if batch is None:
-                    batch = self._open[topic] = _Batch()
-                    if len(self._open) == 1:
-                        self.oldest = time.monotonic()
-                if batch.records and batch.size + len(record) > self.max_bytes:
-                    self._seal(topic, batch)
-                    batch = self._open[topic] = _Batch()
-                    wake = WAKE_NOW
-                batch.records.append(record)
-                batch.size += len(record) + 1
-                batch.payload += len(record)
-                self._pending += len(record)
-                if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
-                    last_id = self._seal(topic, batch, individual=seal and i == final)
-                    batch = None
-                    wake = WAKE_NOW
-                else:
-                    last_id = 0
-            self.records_added += len(encoded)
-            if seal and batch is not None:
-                last_id = self._seal(topic, batch, individual=True)
+            return self._add_locked(topic, encoded, seal)
+
+    def _add_locked(self, topic: str, encoded: list[bytes], seal: bool) -> tuple[int, int, bool]:
+        # (the body of add(); the caller holds the lock)
+        was_empty = not self._open and not self._ready
+        batch = self._open.get(topic)
+        wake = WAKE_NONE
+        last_id = 0
+        final = len(encoded) - 1
+        for i, record in enumerate(encoded):
+            if batch is None:
+                batch = self._open[topic] = _Batch()
+                if len(self._open) == 1:
+                    self.oldest = time.monotonic()
+            if batch.records and batch.size + len(record) > self.max_bytes:
+                self._seal(topic, batch)
+                batch = self._open[topic] = _Batch()
                 wake = WAKE_NOW
-            if wake == WAKE_NONE and was_empty:
-                wake = WAKE_TIMER
-            signal = self._asleep != WAKE_NONE and wake >= self._asleep
+            batch.records.append(record)
+            batch.size += len(record) + 1
+            batch.payload += len(record)
+            self._pending += len(record)
+            if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
+                last_id = self._seal(topic, batch, individual=seal and i == final)
+                batch = None
+                wake = WAKE_NOW
+            else:
+                last_id = 0
+        self.records_added += len(encoded)
+        if seal and batch is not None:
+            last_id = self._seal(topic, batch, individual=True)
+            wake = WAKE_NOW
+        if wake == WAKE_NONE and was_empty:
+            wake = WAKE_TIMER
+        signal = self._asleep != WAKE_NONE and wake >= self._asleep
+        if signal:
+            self._asleep = WAKE_NONE  # one wake per sleep
+        return wake, last_id, signal
+
+    def add_one(self, topic: str, record: bytes) -> tuple[int, bool]:
+        """:meth:`add` for one record, unsealed (the hot path of ``publish``): returns (wake
+        code, whether the sleeping flusher must be woken)."""
+        size = len(record)
+        with self.lock:
+            batch = self._open.get(topic)
+            if batch is None or batch.size + size > self.max_bytes:
+                wake, _, signal = self._add_locked(topic, [record], False)
+                return wake, signal
+            batch.records.append(record)
+            batch.size += size + 1
+            batch.payload += size
+            self._pending += size
+            self.records_added += 1
+            if len(batch.records) < self.max_records and batch.size < self.max_bytes:
+                return WAKE_NONE, False  # an open batch was there: the timer already runs
+            self._seal(topic, batch)
+            signal = self._asleep != WAKE_NONE
             if signal:
-                self._asleep = WAKE_NONE  # one wake per sleep
-            return wake, last_id, signal
+                self._asleep = WAKE_NONE
+            return WAKE_NOW, signal
 
     def sleep(self, until: int) -> bool:
         """The flusher is about to wait: True, and it will be woken by the first add() whose

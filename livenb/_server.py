@@ -75,6 +75,11 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # TCP accepted -> WebSocket open (incl.
 # A connection's sender task ends after this long with nothing to send (and starts again
 # with the next frame): tens of thousands of idle subscribers then hold no task each.
 SENDER_IDLE: Final = 2.0
+# A held ack of cumulative pubs (protocol section 5.4) goes out at most this long after the
+# first frame it acknowledges was stored (or before any other reply). Every ack costs the hub
+# a write and the publisher a frame to read; at most one per connection per ACK_DELAY cuts
+# that to a few hundred a second whatever the publish rate, and delays only flush().
+ACK_DELAY: Final = 0.002
 CLOSE_TRY_AGAIN_LATER: Final = 1013  # retryable: the waiting places were taken meanwhile
 
 # What happens when a subscriber's outgoing queue would exceed one of its bounds.
@@ -194,6 +199,7 @@ class _Peer:
     """
 
     __slots__ = (
+        "ack_soon",
         "bytes",
         "closing",
         "conn",
@@ -250,9 +256,10 @@ class _Peer:
         self.sender: asyncio.Task[None] | None = None
         self.start_sender: Callable[[_Peer], None] | None = None
         self.uncork_soon: Callable[[_Peer], None] = _Peer.uncork
+        self.ack_soon: Callable[[_Peer], None] = _Peer.settle_ack  # type: ignore[assignment]
         self.corked = 0  # bytes written to the protocol and not yet to the transport
-        # The newest ack of a cumulative pub, held until the end of the loop's step (or the
-        # next reply): a burst of pubs read together is acknowledged by one ack.
+        # The newest ack of cumulative pubs, held for up to ACK_DELAY (or until the next
+        # reply): the pubs stored meanwhile are acknowledged by one ack.
         self.pending_ack: FoldableAck | None = None
         self.liveness = Liveness()  # the hub-wide keepalive reads these
         self.ping_sent: float | None = None
@@ -424,7 +431,7 @@ class _Peer:
         """Hold ``ack`` in place of the one held before (it acknowledges that one too); it
         goes out with :meth:`settle_ack`."""
         if self.pending_ack is None:
-            self.uncork_soon(self)  # the end of this step settles it
+            self.ack_soon(self)  # sent within ACK_DELAY
         self.pending_ack = ack
 
     def settle_ack(self) -> bool:
@@ -696,6 +703,8 @@ class AsyncHub:
         self._server: Server | None = None
         self._peers: dict[int, _Peer] = {}
         self._corked: list[_Peer] = []  # peers with frames awaiting _uncork_all
+        self._uncork_scheduled = False
+        self._acks_held: list[_Peer] = []  # peers holding an ack for _send_held_acks
         self._ids = itertools.count(1)
         self._port: int | None = None
         self._started_at = 0.0
@@ -1154,6 +1163,7 @@ class AsyncHub:
         )
         peer.start_sender = self._start_sender
         peer.uncork_soon = self._uncork_soon
+        peer.ack_soon = self._hold_ack_soon
         self._peers[conn] = peer
         try:
             if not has_header and self.token is not None:
@@ -1293,17 +1303,32 @@ class AsyncHub:
     def _uncork_soon(self, peer: _Peer) -> None:
         """Write ``peer``'s corked frames once the loop's current step is done."""
         self._corked.append(peer)
-        if len(self._corked) == 1:
+        if not self._uncork_scheduled:
+            self._uncork_scheduled = True
             asyncio.get_running_loop().call_soon(self._uncork_all)
 
     def _uncork_all(self) -> None:
-        corked, self._corked = self._corked, []
-        for peer in corked:
+        # Peers corked meanwhile (by a held ack going out) are written in the same pass: no
+        # extra turn of the loop (each costs an epoll_wait).
+        while self._corked:
+            corked, self._corked = self._corked, []
+            for peer in corked:
+                peer.uncork()
+        self._uncork_scheduled = False
+
+    def _hold_ack_soon(self, peer: _Peer) -> None:
+        """Send ``peer``'s held ack within ``ACK_DELAY`` (with every other peer's)."""
+        self._acks_held.append(peer)
+        if len(self._acks_held) == 1:
+            asyncio.get_running_loop().call_later(ACK_DELAY, self._send_held_acks)
+
+    def _send_held_acks(self) -> None:
+        held, self._acks_held = self._acks_held, []
+        for peer in held:
             if peer.closing:
                 peer.pending_ack = None
             elif not peer.settle_ack():
                 self._slow_consumer(peer)
-            peer.uncork()
 
     def _start_sender(self, peer: _Peer) -> None:
         peer.sender = asyncio.create_task(self._run_sender(peer), name=f"livenb-hub-send-{peer.conn}")

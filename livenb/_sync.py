@@ -213,8 +213,13 @@ class Client(_Twin):
         Without ``ack`` this may also be called from a subscription callback (on livenb's
         loop thread), where it never waits: if ``max_pending`` bytes are already waiting
         for the hub, it raises LivenbError instead of blocking the loop."""
-        encoded = [p.encode_record(record)]
-        return self._publish(check_topic(topic), encoded, ack, timeout)
+        encoded = p.encode_record(record)
+        topic = check_topic(topic)
+        aio = self.aio
+        if ack or aio.outbox.full() or loop_thread().in_loop_thread():
+            return self._publish(topic, [encoded], ack, timeout)
+        aio.enqueue_one(topic, encoded)  # the hot path: room, no ack, not from a callback
+        return None
 
     def publish_many(
         self,

@@ -45,7 +45,9 @@ _CHECKED_MAX = 4096
 
 def check_topic(name: object) -> str:
     """Return ``name`` if it is a valid concrete topic; raise :class:`InvalidTopicError` if not."""
-    if type(name) is str and (name in _CHECKED or is_valid_topic(name)):
+    if type(name) is str and name in _CHECKED:
+        return name
+    if type(name) is str and is_valid_topic(name):
         if len(_CHECKED) >= _CHECKED_MAX:
             _CHECKED.clear()
         _CHECKED.add(name)
