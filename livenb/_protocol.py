@@ -15,7 +15,7 @@ from typing import Any, Final, TypeAlias
 import orjson
 
 from ._errors import ProtocolError, SerializationError
-from ._topics import is_pattern, is_valid_pattern, is_valid_topic
+from ._topics import is_pattern, is_valid_pattern, is_valid_topic, is_valid_topic_cached
 
 # --- error codes sent in {"op":"err","code":...}; stable strings, documented in protocol.md ---
 BAD_JSON: Final = "bad_json"
@@ -207,7 +207,7 @@ class _Fields:
 
     def topic(self, name: str = "topic", *, pattern: bool = False) -> str:
         value = self.str_(name)
-        valid = is_valid_pattern(value) if pattern else is_valid_topic(value)
+        valid = is_valid_pattern(value) if pattern else is_valid_topic_cached(value)
         if not valid:
             kind = "topic or pattern" if pattern else "concrete topic"
             raise ProtocolError(
@@ -338,7 +338,30 @@ def _is_position_map(value: object) -> bool:
 
 def decode_hub(frame: str | bytes) -> HubMessage:
     """Decode one hub -> client frame; raise :class:`ProtocolError` if it is not valid."""
-    f = _op(_load_object(frame), _HUB_OPS)
+    obj = _load_object(frame)
+    if obj.get("op") == "msg":  # the hot path: the same checks, without _Fields
+        topic, seq, ts = obj.get("topic"), obj.get("seq"), obj.get("ts")
+        if (
+            type(topic) is str
+            and type(seq) is int
+            and 1 <= seq <= MAX_INT
+            and (type(ts) is float or type(ts) is int)
+            and is_valid_topic_cached(topic)
+        ):
+            if "data" in obj:
+                if "batch" not in obj:
+                    return Msg(topic, seq, float(ts), [obj["data"]], True)
+            else:
+                batch = obj.get("batch")
+                if type(batch) is list and batch:
+                    return Msg(topic, seq, float(ts), batch, False)
+        # else: the checks below name what is wrong
+    return _decode_hub_object(obj)
+
+
+def _decode_hub_object(obj: dict[str, Any]) -> HubMessage:
+    """Validate a decoded hub -> client frame field by field (every op; errors named)."""
+    f = _op(obj, _HUB_OPS)
     op = f.op
     if op == "msg":
         records, single = f.records()

@@ -22,6 +22,7 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from . import _protocol as p
 from ._errors import LivenbError, ProtocolError
@@ -164,6 +165,7 @@ class _Item:
         return topic
 
 
+_OPEN: Final = State.OPEN
 _IDLE_QUEUE: Final[deque[_Item]] = deque()  # shared by idle peers; never appended to
 
 
@@ -270,8 +272,16 @@ class _Peer:
         connection must be closed as a slow consumer."""
         if item.kind == _CONTROL and self.pending_ack is not None and not self.settle_ack():
             return False  # replies keep their order: the held ack goes first
-        if not self.queue and writable(self.ws):
-            self._write(item.frame)
+        ws = self.ws
+        # writable(ws) and _write(), inlined: this runs once per frame and receiving peer
+        if not self.queue and not ws.paused and ws.protocol.state is _OPEN and not ws.send_in_progress:
+            frame = item.frame
+            ws.protocol.send_text(frame)
+            if not self.corked:
+                self.uncork_soon(self)
+            self.corked += len(frame)
+            if self.corked >= FLUSH_BYTES:
+                self.uncork()
             return True
         if item.replay or self._fits(item):
             self._append(item)

@@ -43,14 +43,21 @@ _CHECKED: set[str] = set()
 _CHECKED_MAX = 4096
 
 
+def is_valid_topic_cached(name: str) -> bool:
+    """:func:`is_valid_topic` for a string, remembering the valid names (hot paths)."""
+    if name in _CHECKED:
+        return True
+    if not is_valid_topic(name):
+        return False
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED.add(name)
+    return True
+
+
 def check_topic(name: object) -> str:
     """Return ``name`` if it is a valid concrete topic; raise :class:`InvalidTopicError` if not."""
-    if type(name) is str and name in _CHECKED:
-        return name
-    if type(name) is str and is_valid_topic(name):
-        if len(_CHECKED) >= _CHECKED_MAX:
-            _CHECKED.clear()
-        _CHECKED.add(name)
+    if type(name) is str and is_valid_topic_cached(name):
         return name
     raise InvalidTopicError(_explain(name, wildcards=False))
 

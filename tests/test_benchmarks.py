@@ -19,9 +19,9 @@ PAIR = ("livenb", "naive")
 EXPECTED = {
     "relay-single": (THREE, {"throughput"}),
     "relay-batched": (THREE, {"throughput"}),
-    "fanout-10": (THREE, {"throughput"}),
-    "fanout-100": (THREE, {"throughput"}),
-    "fanout-1000": (THREE, {"throughput"}),
+    "fanout-10": (THREE, {"throughput", "hub"}),
+    "fanout-100": (THREE, {"throughput", "hub"}),
+    "fanout-1000": (THREE, {"throughput", "hub"}),
     "latency-single-1k": (THREE, {"p50", "p99"}),
     "latency-single-10k": (THREE, {"p50", "p99"}),
     "latency-batched-1k": (("livenb",), {"p50", "p99"}),

@@ -228,3 +228,29 @@ def test_encode_record_rejects_unserializable_with_clear_error() -> None:
 )
 def test_close_code_ranges(code: int | None, reconnect: bool) -> None:
     assert p.should_reconnect(code) is reconnect
+
+
+msg_fields = st.fixed_dictionaries(
+    {"op": st.just("msg")},
+    optional={
+        "topic": st.one_of(topics, st.just("a b"), st.just("t.*"), st.integers()),
+        "seq": st.one_of(st.integers(-1, 3), st.just(2**63), st.floats(0, 3), st.booleans()),
+        "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 10), st.text(max_size=2), st.none()),
+        "data": json_values,
+        "batch": st.one_of(st.lists(json_values, max_size=3), st.integers()),
+    },
+)
+
+
+@given(msg_fields)
+def test_the_msg_fast_path_accepts_and_refuses_exactly_what_the_full_checks_do(obj: dict[str, object]) -> None:
+    frame = orjson.dumps(obj)
+    try:
+        expected: object = p._decode_hub_object(orjson.loads(frame))
+    except ProtocolError as exc:
+        expected = exc.code
+    try:
+        got: object = p.decode_hub(frame)
+    except ProtocolError as exc:
+        got = exc.code
+    assert got == expected
