@@ -220,15 +220,16 @@ def _check_count(system: str, dones: list[dict[str, Any]], n: int) -> None:
 
 
 # --------------------------------------------------------------------------------- scenarios
-def relay(system: str, n: int, per_frame: int, timeout: float) -> Measure:
+def relay(system: str, n: int, per_frame: int, timeout: float, many: bool = False) -> Measure:
     """One publisher -> one subscriber, as fast as it goes: records/s from the publisher's
-    first send to the subscriber's last record."""
+    first send to the subscriber's last record. ``many``: livenb hands ``per_frame`` records
+    to each ``publish_many`` call (the others send them as one message anyway)."""
     run = publish_subscribe(
         system,
         1,
         1,
         {"mode": "count", "n": n},
-        {"mode": "relay", "n": n, "per_frame": per_frame},
+        {"mode": "relay", "n": n, "per_frame": per_frame, "many": many},
         timeout,
     )
     (done,) = run["dones"]

@@ -30,6 +30,10 @@ Scenarios (``--scenarios`` takes names or their prefixes: ``relay``, ``fanout``,
 - ``relay-batched`` (rec/s): the same with 100 ticks to a frame (websockets: a JSON array per
   message; socketio: a list per emit; livenb: its default micro-batching, one ``publish``
   per tick).
+- ``relay-batched-many`` (rec/s): relay-batched where livenb hands 100 ticks to each
+  ``publish_many`` call, as the websockets publisher hands 100 to each ``send`` (default
+  settings otherwise). It separates the cost of one ``publish`` call per tick from the
+  transport.
 - ``fanout-10``, ``fanout-100``, ``fanout-1000`` (deliveries/s): one publisher, S subscriber
   connections (up to 500 per client process, all on core 1; livenb: one ``AsyncClient`` per
   connection, ``window=None``). The publisher sends ``6n / S`` ticks in frames of 10
@@ -192,13 +196,14 @@ class Scenario:
     params: Callable[[Sizes], dict[str, Any]]
 
 
-def _relay(per_frame: int) -> Scenario:
+def _relay(per_frame: int, many: bool = False) -> Scenario:
+    name = "relay-single" if per_frame == 1 else "relay-batched" + ("-many" if many else "")
     return Scenario(
-        "relay-single" if per_frame == 1 else "relay-batched",
-        THREE,
+        name,
+        ("livenb", "websockets") if many else THREE,
         (_throughput("rec/s"),),
-        lambda system, s: cases.relay(system, s.n, per_frame, s.timeout),
-        lambda s: {"records": s.n, "per_frame": per_frame},
+        lambda system, s: cases.relay(system, s.n, per_frame, s.timeout, many),
+        lambda s: {"records": s.n, "per_frame": per_frame, "publish_many": many},
     )
 
 
@@ -236,6 +241,7 @@ def _latency(rate: int, batched: bool) -> Scenario:
 SCENARIOS = [
     _relay(1),
     _relay(100),
+    _relay(100, many=True),
     _fanout(10),
     _fanout(100),
     _fanout(1000),

@@ -427,7 +427,7 @@ def livenb_publish(cfg: dict[str, Any]) -> None:
     n, per_frame, mode = cfg["n"], cfg["per_frame"], cfg["mode"]
     if mode == "relay":  # 1: every record its own frame; else livenb's default micro-batching
         options: dict[str, Any] = {"batch_records": 1, "batch_delay": 0.0} if per_frame == 1 else {}
-        chunk = 1
+        chunk = per_frame if cfg.get("many") else 1  # many: publish_many of per_frame records
     elif mode == "fanout":  # frames of exactly per_frame records, like the others
         options, chunk = {"batch_records": per_frame}, per_frame
     else:  # frame: a bulk load with publish_many, default batching

@@ -38,8 +38,7 @@ class Frame(NamedTuple):
 @dataclass(slots=True)
 class _Batch:
     records: list[bytes] = field(default_factory=list)
-    size: int = 0  # bytes in the frame's batch list
-    payload: int = 0  # bytes of the records alone (what counts against max_pending)
+    size: int = 0  # bytes in the frame's batch list: the records' bytes plus one per record
 
 
 class Outbox:
@@ -60,7 +59,12 @@ class Outbox:
         self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record
         self._asleep = WAKE_NONE  # what wakes the flusher (WAKE_NONE: it is running)
-        self.records_added = 0
+        self._added = 0
+
+    @property
+    def records_added(self) -> int:
+        """Records added since the outbox was made."""
+        return self._added
 
     @property
     def pending(self) -> int:
@@ -97,7 +101,6 @@ class Outbox:
                 wake = WAKE_NOW
             batch.records.append(record)
             batch.size += len(record) + 1
-            batch.payload += len(record)
             self._pending += len(record)
             if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
                 last_id = self._seal(topic, batch, individual=seal and i == final)
@@ -105,7 +108,7 @@ class Outbox:
                 wake = WAKE_NOW
             else:
                 last_id = 0
-        self.records_added += len(encoded)
+        self._added += len(encoded)
         if seal and batch is not None:
             last_id = self._seal(topic, batch, individual=True)
             wake = WAKE_NOW
@@ -127,9 +130,8 @@ class Outbox:
                 return wake, signal
             batch.records.append(record)
             batch.size += size + 1
-            batch.payload += size
             self._pending += size
-            self.records_added += 1
+            self._added += 1
             if len(batch.records) < self.max_records and batch.size < self.max_bytes:
                 return WAKE_NONE, False  # an open batch was there: the timer already runs
             self._seal(topic, batch)
@@ -200,5 +202,6 @@ class Outbox:
         # Frames nobody awaits one by one may be acknowledged together (a later frame's ack
         # settles them): the hub sends one ack per burst instead of one per frame.
         data = pub_frame(topic, batch.records, frame_id, self.pid, cumulative=not individual)
-        self._ready.append(Frame(frame_id, data, batch.payload, len(batch.records)))
+        count = len(batch.records)
+        self._ready.append(Frame(frame_id, data, batch.size - count, count))
         return frame_id

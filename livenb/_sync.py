@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -216,7 +217,8 @@ class Client(_Twin):
         encoded = p.encode_record(record)
         topic = check_topic(topic)
         aio = self.aio
-        if ack or aio.outbox.full() or loop_thread().in_loop_thread():
+        outbox = aio.outbox
+        if ack or outbox.pending >= outbox.max_pending or threading.get_ident() == aio._thread_id:
             return self._publish(topic, [encoded], ack, timeout)
         aio.enqueue_one(topic, encoded)  # the hot path: room, no ack, not from a callback
         return None

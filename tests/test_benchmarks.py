@@ -19,6 +19,7 @@ PAIR = ("livenb", "naive")
 EXPECTED = {
     "relay-single": (THREE, {"throughput"}),
     "relay-batched": (THREE, {"throughput"}),
+    "relay-batched-many": (("livenb", "websockets"), {"throughput"}),
     "fanout-10": (THREE, {"throughput", "hub"}),
     "fanout-100": (THREE, {"throughput", "hub"}),
     "fanout-1000": (THREE, {"throughput", "hub"}),
