@@ -95,7 +95,7 @@ def encode_records(records: Iterable[Any] | pd.DataFrame) -> list[bytes]:
         records = records.to_dict(orient="records")
     if isinstance(records, dict | str | bytes):
         raise TypeError("publish_many takes a list of records or a DataFrame; use publish for one")
-    return [p.encode_record(r) for r in records]
+    return p.encode_records_list(records)
 
 
 class AsyncSubscription:

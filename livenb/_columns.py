@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,7 +43,7 @@ DEFAULT_MAX_COLUMNS: Final = 1000
 
 
 # (column name, raw values, values as an array, their kind)
-_Batch = tuple[str, list[Any], "npt.NDArray[Any]", str]
+_Batch = tuple[str, Sequence[Any], "npt.NDArray[Any]", str]
 
 
 class _NeedsFlatten(Exception):
@@ -118,11 +119,16 @@ class ColumnWindow:
 
     def _columnize(self, rows: list[dict[str, Any]]) -> list[_Batch]:
         """Split rows into typed column batches; raise _NeedsFlatten on nested dicts."""
+        pairs: Iterable[tuple[str, Sequence[Any]]]
         if len(rows) == 1:
             pairs = [(k, [v]) for k, v in rows[0].items()]
         else:
-            keys = dict.fromkeys(itertools.chain.from_iterable(rows))
-            pairs = [(k, [r.get(k) for r in rows]) for k in keys]
+            keys = list(rows[0])
+            if all(list(r) == keys for r in rows):  # the usual case: one shape (C-level zips)
+                pairs = zip(keys, zip(*map(dict.values, rows), strict=True), strict=True)
+            else:
+                keys = list(dict.fromkeys(itertools.chain.from_iterable(rows)))
+                pairs = [(k, [r.get(k) for r in rows]) for k in keys]
         return [(_rename(k), values, *_to_array(values)) for k, values in pairs]
 
     def _write(
@@ -161,7 +167,7 @@ class ColumnWindow:
     def _write_column(
         self,
         name: str,
-        values: list[Any],
+        values: Sequence[Any],
         array: npt.NDArray[Any],
         kind: str,
         slots: list[slice],
@@ -339,7 +345,7 @@ _BOOLS: Final = frozenset({bool})
 _STRS: Final = frozenset({str})
 
 
-def _to_array(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
+def _to_array(values: Sequence[Any]) -> tuple[npt.NDArray[Any], str]:
     """The values as a 1-d array and their kind: f, i, b, s, O, m (mixed types: stored as O
     and counted as a type change) or n (all missing)."""
     # The set of Python types decides the kind (numpy's own inference would turn bools into
@@ -359,7 +365,7 @@ def _to_array(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
     return _classify(values)
 
 
-def _classify(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
+def _classify(values: Sequence[Any]) -> tuple[npt.NDArray[Any], str]:
     kinds = set()
     for v in values:
         t = type(v)
@@ -386,7 +392,7 @@ def _classify(values: list[Any]) -> tuple[npt.NDArray[Any], str]:
     return _object_array(values), kind
 
 
-def _object_array(values: list[Any]) -> npt.NDArray[Any]:
+def _object_array(values: Sequence[Any]) -> npt.NDArray[Any]:
     # fromiter never broadcasts nested lists into extra dimensions.
     return np.fromiter(values, dtype=object, count=len(values))
 
@@ -405,7 +411,7 @@ def _merge_kind(column: str, batch: str) -> str:
     return "O"
 
 
-def _cast(values: list[Any], array: npt.NDArray[Any], kind: str) -> npt.NDArray[Any]:
+def _cast(values: Sequence[Any], array: npt.NDArray[Any], kind: str) -> npt.NDArray[Any]:
     if kind == "O" or kind == "s":
         return _object_array(values) if array.dtype != object else array
     return array.astype(_DTYPES[kind])

@@ -90,24 +90,38 @@ class Outbox:
         wake = WAKE_NONE
         last_id = 0
         final = len(encoded) - 1
+        max_records, max_bytes = self.max_records, self.max_bytes
+        # The batch's list and size live in locals in this loop (written back before any
+        # seal and at the end): publish_many runs it once per record.
+        records = batch.records if batch is not None else []
+        size = batch.size if batch is not None else 0
+        added = 0
         for i, record in enumerate(encoded):
+            n = len(record)
             if batch is None:
                 batch = self._open[topic] = _Batch()
+                records, size = batch.records, 0
                 if len(self._open) == 1:
                     self.oldest = time.monotonic()
-            if batch.records and batch.size + len(record) > self.max_bytes:
+            elif records and size + n > max_bytes:
+                batch.size = size
                 self._seal(topic, batch)
                 batch = self._open[topic] = _Batch()
+                records, size = batch.records, 0
                 wake = WAKE_NOW
-            batch.records.append(record)
-            batch.size += len(record) + 1
-            self._pending += len(record)
-            if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
+            records.append(record)
+            size += n + 1
+            added += n
+            if len(records) >= max_records or size >= max_bytes:
+                batch.size = size
                 last_id = self._seal(topic, batch, individual=seal and i == final)
                 batch = None
                 wake = WAKE_NOW
             else:
                 last_id = 0
+        if batch is not None:
+            batch.size = size
+        self._pending += added
         self._added += len(encoded)
         if seal and batch is not None:
             last_id = self._seal(topic, batch, individual=True)

@@ -8,7 +8,7 @@ optional fields without breaking older ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -505,6 +505,18 @@ def encode_record(record: object) -> bytes:
             f"record cannot be encoded as JSON ({exc}); publish dicts of str, numbers, "
             "bools, None, lists and nested dicts"
         ) from None
+
+
+def encode_records_list(records: Iterable[object]) -> list[bytes]:
+    """:func:`encode_record` for each record (one call, not one per record); raises
+    :class:`SerializationError` like it."""
+    dumps_, default, option = orjson.dumps, _default, orjson.OPT_SERIALIZE_NUMPY
+    if type(records) is not list:
+        records = list(records)  # read once: the error path reads them again
+    try:
+        return [dumps_(record, default=default, option=option) for record in records]
+    except TypeError:
+        return [encode_record(record) for record in records]  # raises, naming the problem
 
 
 def dumps(obj: object) -> bytes:
