@@ -34,7 +34,7 @@ STAMP_BASE := $(VENV)/.stamp-base
 STAMP_TEST := $(VENV)/.stamp-test
 STAMP_LAB := $(VENV)/.stamp-lab
 
-.PHONY: help venv test lint bench demo lab clean
+.PHONY: help venv test lint bench suite demo lab clean
 
 help: ## List the targets
 	@echo "livenb make targets (variables: PYTHON=$(PYTHON) VENV=$(VENV)):"
@@ -69,6 +69,9 @@ bench: $(STAMP_TEST) ## Run every benchmarks/bench_*.py with the venv python (BE
 		echo "== $$f"; \
 		$(PY) "$$f" $(BENCH_ARGS); \
 	done
+
+suite: $(STAMP_TEST) ## The side-by-side suite: python -m benchmarks (SUITE_ARGS="--scenarios relay --runs 1")
+	$(PY) -m benchmarks $(SUITE_ARGS)
 
 demo: $(STAMP_BASE) ## Run `livenb demo --seconds 5`
 	$(BIN)/livenb demo --seconds 5

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from ._topics import matches
 
 DEFAULT_HISTORY_RECORDS: Final = 10_000
@@ -36,16 +38,25 @@ class HistoryLimits:
 
 @dataclass(slots=True)  # not frozen: made per frame, and frozen ones construct 5x slower
 class Batch:
-    """One published frame's records: seqs ``first``..``first + len(records) - 1``."""
+    """One published frame of ``count`` records: seqs ``first``..``first + count - 1``.
+
+    Only the encoded frame is kept, not the parsed records: a history holds up to 10,000
+    records per topic, and keeping (then freeing) a dict per record cost the hub more than
+    parsing and encoding them; :meth:`records` decodes them again when needed (rarely)."""
 
     first: int
     ts: float
-    records: list[Any]
+    count: int
     frame: bytes  # the encoded msg frame, replayed as is
 
     @property
     def last(self) -> int:
-        return self.first + len(self.records) - 1
+        return self.first + self.count - 1
+
+    def records(self) -> list[Any]:
+        """The records, decoded from the frame."""
+        obj = orjson.loads(self.frame)
+        return [obj["data"]] if "data" in obj else list(obj["batch"])
 
 
 class TopicHistory:
@@ -67,7 +78,7 @@ class TopicHistory:
         if self.limits.records == 0 or self.limits.bytes == 0:
             return
         self._batches.append(batch)
-        self.records += len(batch.records)
+        self.records += batch.count
         self.bytes += len(batch.frame)
         self.trim(now)
 
@@ -87,7 +98,7 @@ class TopicHistory:
 
     def evict_oldest(self) -> int:
         batch = self._batches.popleft()
-        self.records -= len(batch.records)
+        self.records -= batch.count
         self.bytes -= len(batch.frame)
         return len(batch.frame)
 

@@ -501,7 +501,7 @@ def _parse(entry_id: str, fields: dict[str, str]) -> tuple[int, float, list[Any]
 def _batch(topic: str, entry_id: str, fields: dict[str, str]) -> Batch:
     """A stream entry as a history batch (with its msg frame, for replays)."""
     first, ts, records = _parse(entry_id, fields)
-    return Batch(first, ts, records, p.encode_msg_frame(topic, first, ts, records))
+    return Batch(first, ts, len(records), p.encode_msg_frame(topic, first, ts, records))
 
 
 def _new_epoch() -> str:

@@ -1442,11 +1442,11 @@ def _batches(topic: str, rows: list[tuple[int, float, Any]]) -> list[Batch]:
     ts = 0.0
     for seq, row_ts, record in rows:
         if group and (row_ts != ts or seq != first + len(group)):
-            batches.append(Batch(first, ts, group, p.encode_msg_frame(topic, first, ts, group)))
+            batches.append(Batch(first, ts, len(group), p.encode_msg_frame(topic, first, ts, group)))
             group = []
         if not group:
             first, ts = seq, row_ts
         group.append(record)
     if group:
-        batches.append(Batch(first, ts, group, p.encode_msg_frame(topic, first, ts, group)))
+        batches.append(Batch(first, ts, len(group), p.encode_msg_frame(topic, first, ts, group)))
     return batches

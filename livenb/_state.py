@@ -429,7 +429,7 @@ class HubCore:
             )
         if receivers or history.limits.records:
             frame = batch.frame
-            self._remember(history, Batch(first, ts, records, frame), now)
+            self._remember(history, Batch(first, ts, n, frame), now)
             if receivers:
                 self._out.append(Send(receivers, frame, n))
                 self.counters.frames_out += len(receivers)
@@ -488,7 +488,7 @@ class HubCore:
             history = self._histories[topic] = TopicHistory(
                 limits_for(topic, self.history, self.history_rules)
             )
-        self._remember(history, Batch(first, ts, records, frame), now)
+        self._remember(history, Batch(first, ts, n, frame), now)
         if receivers:
             self._out.append(Send(receivers, frame, n))
             self.counters.frames_out += len(receivers)
@@ -724,4 +724,4 @@ def _replay(topic: str, batches: Iterable[Batch], seen: int) -> Iterator[bytes]:
             yield batch.frame
         else:  # the batch straddles `seen`: send only its newer records
             skip = seen - batch.first + 1
-            yield p.encode_msg_frame(topic, seen + 1, batch.ts, batch.records[skip:])
+            yield p.encode_msg_frame(topic, seen + 1, batch.ts, batch.records()[skip:])

@@ -70,3 +70,17 @@ def test_the_suite_runs_every_scenario_and_system(tmp_path: Path, unit: float) -
         assert f"| {scenario}" in markdown
     assert "| — |" in markdown  # a system that does not apply to a scenario
     assert (tmp_path / "results.png").stat().st_size > 0
+
+
+def test_profile_summary_and_flamegraph_from_collapsed_stacks(tmp_path: Path) -> None:
+    from benchmarks.profile_hub import _svg, summary
+
+    raw = tmp_path / "stacks.txt"
+    raw.write_text("main;run;handle <x> 30\nmain;run;send 10\nmain;idle 60\n")
+    text = summary(raw)
+    assert text.startswith("100 samples")
+    assert "60.0%  main;idle" not in text and "60.0%  idle" in text  # own time, by frame
+    assert "100.0%  main" in text and "40.0%  run" in text  # including callees
+    _svg(raw, tmp_path / "p.svg")
+    svg = (tmp_path / "p.svg").read_text()
+    assert svg.startswith("<svg") and "handle &lt;x&gt; (30 samples, 30.0%)" in svg

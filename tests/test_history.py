@@ -190,7 +190,7 @@ def test_resume_is_exact_or_reports_a_gap(batches: list[int], keep: int, data: s
 def test_topic_history_unit() -> None:
     h = TopicHistory(HistoryLimits(records=4, bytes=10**6, age=None))
     for first in (1, 3, 5):
-        h.append(Batch(first, 0.0, [0, 0], b"xx"), 0.0)
+        h.append(Batch(first, 0.0, 2, b"xx"), 0.0)
     assert h.records == 4 and h.first_seq(6) == 3
     assert [b.first for b in h.after(3)] == [3, 5]
     assert [b.first for b in h.after(4)] == [5]
