@@ -23,7 +23,9 @@ the window's lock only for array copies.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -124,8 +126,15 @@ class ColumnWindow:
             pairs = [(k, [v]) for k, v in rows[0].items()]
         else:
             keys = list(rows[0])
-            if all(list(r) == keys for r in rows):  # the usual case: one shape (C-level zips)
-                pairs = zip(keys, zip(*map(dict.values, rows), strict=True), strict=True)
+            width = len(keys)
+            # The usual case, rows of one shape, in C loops: as many keys as the first row
+            # (so no extra ones) and every one of its keys (else KeyError).
+            values = None
+            if width > 1 and all(map(width.__eq__, map(len, rows))):
+                with contextlib.suppress(KeyError):
+                    values = list(map(operator.itemgetter(*keys), rows))
+            if values is not None:
+                pairs = zip(keys, zip(*values, strict=True), strict=True)
             else:
                 keys = list(dict.fromkeys(itertools.chain.from_iterable(rows)))
                 pairs = [(k, [r.get(k) for r in rows]) for k in keys]
@@ -318,7 +327,7 @@ def _put(array: npt.NDArray[Any], slots: list[slice], values: Any) -> None:
 
 
 def _as_rows(records: list[Any]) -> list[dict[str, Any]]:
-    if all(type(r) is dict for r in records):
+    if set(map(type, records)) == {dict}:
         return records
     return [r if type(r) is dict else {"value": r} for r in records]
 

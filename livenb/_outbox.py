@@ -89,6 +89,12 @@ class Outbox:
         batch = self._open.get(topic)
         wake = WAKE_NONE
         last_id = 0
+        if batch is None and len(encoded) >= self.max_records:
+            taken = self._add_full_frames(topic, encoded, seal)
+            if taken:
+                self._added += taken
+                encoded = encoded[taken:]
+                wake, last_id = WAKE_NOW, self._next_id - 1
         final = len(encoded) - 1
         max_records, max_bytes = self.max_records, self.max_bytes
         # The batch's list and size live in locals in this loop (written back before any
@@ -211,11 +217,31 @@ class Outbox:
 
     def _seal(self, topic: str, batch: _Batch, individual: bool = False) -> int:
         del self._open[topic]
+        return self._frame(topic, batch.records, batch.size, individual)
+
+    def _frame(self, topic: str, records: list[bytes], size: int, individual: bool) -> int:
+        """Queue a sealed frame of ``records`` (``size``: their bytes plus one per record)."""
         frame_id = self._next_id
         self._next_id += 1
         # Frames nobody awaits one by one may be acknowledged together (a later frame's ack
         # settles them): the hub sends one ack per burst instead of one per frame.
-        data = pub_frame(topic, batch.records, frame_id, self.pid, cumulative=not individual)
-        count = len(batch.records)
-        self._ready.append(Frame(frame_id, data, batch.size - count, count))
+        data = pub_frame(topic, records, frame_id, self.pid, cumulative=not individual)
+        count = len(records)
+        self._ready.append(Frame(frame_id, data, size - count, count))
         return frame_id
+
+    def _add_full_frames(self, topic: str, encoded: list[bytes], seal: bool) -> int:
+        """publish_many's fast path, for a topic with no open batch: seal each run of
+        ``max_records`` records that fits ``max_bytes`` as a frame at once (what the
+        record-by-record loop would do, without its per-record work). Returns how many
+        records it took (the rest go through the loop)."""
+        step, taken, total = self.max_records, 0, len(encoded)
+        while total - taken >= step:
+            records = encoded[taken : taken + step]
+            size = sum(map(len, records)) + step
+            if size >= self.max_bytes:
+                break
+            taken += step
+            self._pending += size - step
+            self._frame(topic, records, size, individual=seal and taken == total)
+        return taken

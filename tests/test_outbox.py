@@ -5,8 +5,10 @@ cross-thread call per record)."""
 from __future__ import annotations
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
-from livenb._outbox import WAKE_NONE, WAKE_NOW, WAKE_TIMER, Outbox
+from livenb._outbox import WAKE_NONE, WAKE_NOW, WAKE_TIMER, Frame, Outbox
 
 
 def outbox(max_records: int = 3) -> Outbox:
@@ -71,3 +73,40 @@ def test_records_added_before_the_flusher_first_sleeps_are_not_forgotten() -> No
     assert not signal
     assert not box.sleep(WAKE_TIMER)  # so it must not sleep: the batch's delay must start
     assert box.sleep(WAKE_NOW)  # it lingers instead
+
+
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=60),
+    max_records=st.integers(1, 10),
+    max_bytes=st.integers(8, 200),
+    seal=st.booleans(),
+    open_first=st.booleans(),
+)
+def test_adding_many_records_at_once_makes_the_frames_one_at_a_time_would(
+    sizes: list[int], max_records: int, max_bytes: int, seal: bool, open_first: bool
+) -> None:
+    """publish_many's fast path (whole frames sealed at once) against the record loop."""
+    records = [b"1" * size for size in sizes]
+
+    def run(together: bool) -> tuple[list[Frame], int, int, int]:
+        box = Outbox(max_records=max_records, max_bytes=max_bytes, max_pending=1 << 30, pid="p")
+        if open_first:
+            box.add("t", [b"0"])  # an open batch of the topic: no fast path
+        if together:
+            _, last_id, _ = box.add("t", records, seal=seal)
+        else:
+            last_id = 0
+            for k, record in enumerate(records):
+                # the loop, one record a call (a list of one never takes the fast path
+                # unless max_records is 1, where it makes the same one-record frames)
+                _, last_id, _ = box.add("t", [record], seal=seal and k == len(records) - 1)
+        return box.take(), box.pending, box.records_added, last_id
+
+    assert run(True) == run(False)
+
+
+def test_an_awaited_publish_many_of_whole_frames_gets_its_own_ack_for_the_last() -> None:
+    box = outbox(max_records=2)
+    _, last_id, _ = box.add("t", [b"1", b"2", b"3", b"4"], seal=True)
+    sent = {f["id"]: f for f in frames(box)}
+    assert last_id == 2 and "cumulative" not in sent[2] and sent[1]["cumulative"] is True
