@@ -174,10 +174,10 @@ class _Peer:
     bounded queue drained by its own sender task.
 
     A frame offered while nothing is queued and the connection's transport is below its
-    write limit (websockets' ``write_limit``, not paused) is written at once, corked until
-    the loop's current step ends, so a burst leaves in one write (at most ``FLUSH_BYTES``): no task, no queue, like websockets'
-    ``broadcast()``. Otherwise it is queued, and the sender writes it once the transport
-    has room, in order.
+    write limit (websockets' ``write_limit``, not paused) is written at once, like
+    websockets' ``broadcast()``: no task, no queue. It is corked until the loop's current
+    step ends, so a burst leaves in one write (of at most ``FLUSH_BYTES``). Otherwise it is
+    queued, and the sender writes it once the transport has room, in order.
 
     The queue holds at most ``max_frames`` frames, ``max_records`` records (in msg frames) and
     ``max_bytes`` bytes. What happens when a new frame would exceed a bound is the ``policy``:
@@ -273,7 +273,7 @@ class _Peer:
         if item.kind == _CONTROL and self.pending_ack is not None and not self.settle_ack():
             return False  # replies keep their order: the held ack goes first
         ws = self.ws
-        # writable(ws) and _write(), inlined: this runs once per frame and receiving peer
+        # writable(ws) and put(), inlined: this runs once per frame and receiving peer
         if not self.queue and not ws.paused and ws.protocol.state is _OPEN and not ws.send_in_progress:
             frame = item.frame
             ws.protocol.send_text(frame)
@@ -451,16 +451,8 @@ class _Peer:
             return True
         return self.offer(_Item(p.encode_ack(ack.request_id, ack.seq, ack.count), 0, _CONTROL))
 
-    def _write(self, frame: bytes) -> None:
-        put(self.ws, frame)
-        if not self.corked:
-            self.uncork_soon(self)
-        self.corked += len(frame)
-        if self.corked >= FLUSH_BYTES:
-            self.uncork()
-
     def uncork(self) -> None:
-        """Hand what :meth:`_write` left in the protocol buffer to the transport."""
+        """Hand what :meth:`offer` left in the protocol buffer to the transport."""
         if self.corked:
             self.corked = 0
             try:
@@ -482,16 +474,24 @@ class _Peer:
                     self.queue = _IDLE_QUEUE
                     return
             wake.clear()
+            buffered = 0
             while self.queue:
-                if writable(self.ws):
-                    self._write(self.take())
-                    continue
-                # Paused (or closing): send() writes after what is buffered and waits for
-                # room, or raises ConnectionClosed.
                 frame = self.take()
-                async with asyncio.timeout(send_timeout):
-                    await ws.send(frame, text=True)
+                if writable(ws):
+                    put(ws, frame)
+                    buffered += len(frame)
+                    if buffered >= FLUSH_BYTES:
+                        flush(ws)
+                        buffered = 0
+                else:
+                    # Paused (or closing): send() writes after what is buffered and waits
+                    # for room, or raises ConnectionClosed.
+                    async with asyncio.timeout(send_timeout):
+                        await ws.send(frame, text=True)
+                    buffered = 0
                 del frame  # not kept while idle: frames can be large (and over-allocated)
+            if buffered:
+                flush(ws)
 
 
 def _conflate(items: list[_Item], trim: bool) -> tuple[list[_Item], int]:
