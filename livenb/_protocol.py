@@ -303,7 +303,7 @@ def decode_client(frame: str | bytes) -> ClientMessage:
                 raise _field_error(op, "id", "an integer >= 1 (required with pid)", request_id)
         cumulative = f.obj.get("cumulative", False)
         if cumulative is not False and (cumulative is not True or pid is None):
-            raise _field_error(op, "cumulative", "true, with pid", cumulative)
+            raise _field_error(op, "cumulative", "a boolean (true only with pid)", cumulative)
         return Pub(f.topic(), records, single, request_id, pid, cumulative)
     if op == "sub":
         topic = f.topic(pattern=True)

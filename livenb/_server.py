@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -201,12 +201,12 @@ class _Peer:
     """
 
     __slots__ = (
-        "ack_soon",
         "bytes",
         "closing",
         "conn",
         "corked",
         "dropped_records",
+        "hub",
         "liveness",
         "max_bytes",
         "max_frames",
@@ -221,8 +221,6 @@ class _Peer:
         "replay_frames",
         "replay_records",
         "sender",
-        "start_sender",
-        "uncork_soon",
         "wake",
         "ws",
     )
@@ -256,9 +254,9 @@ class _Peer:
         # The sender task is made on the first queued frame: an idle subscriber costs no
         # task (memory per connection matters at tens of thousands of them).
         self.sender: asyncio.Task[None] | None = None
-        self.start_sender: Callable[[_Peer], None] | None = None
-        self.uncork_soon: Callable[[_Peer], None] = _Peer.uncork
-        self.ack_soon: Callable[[_Peer], None] = _Peer.settle_ack  # type: ignore[assignment]
+        # The hub that starts senders, uncorks and sends held acks (one reference rather
+        # than a bound method each: memory per connection). None in unit tests.
+        self.hub: AsyncHub | None = None
         self.corked = 0  # bytes written to the protocol and not yet to the transport
         # The newest ack of cumulative pubs, held for up to ACK_DELAY (or until the next
         # reply): the pubs stored meanwhile are acknowledged by one ack.
@@ -277,10 +275,11 @@ class _Peer:
         if not self.queue and not ws.paused and ws.protocol.state is _OPEN and not ws.send_in_progress:
             frame = item.frame
             ws.protocol.send_text(frame)
-            if not self.corked:
-                self.uncork_soon(self)
+            hub = self.hub
+            if not self.corked and hub is not None:
+                hub._uncork_soon(self)
             self.corked += len(frame)
-            if self.corked >= FLUSH_BYTES:
+            if self.corked >= FLUSH_BYTES or hub is None:
                 self.uncork()
             return True
         if item.replay or self._fits(item):
@@ -321,8 +320,8 @@ class _Peer:
         """Wake the sender, starting it on the first frame."""
         if self.wake is None:
             self.wake = asyncio.Event()
-            if self.start_sender is not None:
-                self.start_sender(self)
+            if self.hub is not None:
+                self.hub._start_sender(self)
         self.wake.set()
 
     def _count(self, item: _Item, sign: int) -> None:
@@ -437,12 +436,22 @@ class _Peer:
         self._count(item, -1)
         return item.frame
 
-    def hold_ack(self, ack: FoldableAck) -> None:
-        """Hold ``ack`` in place of the one held before (it acknowledges that one too); it
-        goes out with :meth:`settle_ack`."""
-        if self.pending_ack is None:
-            self.ack_soon(self)  # sent within ACK_DELAY
+    def hold_ack(self, ack: FoldableAck) -> bool:
+        """Hold ``ack`` in place of the one held before, which it acknowledges too when it is
+        a later frame of the same producer; otherwise the held one is sent first. The held
+        ack goes out within ``ACK_DELAY`` (:meth:`settle_ack`). False when the connection
+        must close (slow consumer)."""
+        held = self.pending_ack
+        if held is not None and (held.pid != ack.pid or ack.request_id <= held.request_id):
+            if not self.settle_ack():  # folds nothing: another producer's, or out of order
+                return False
+            held = None
         self.pending_ack = ack
+        if held is None:
+            if self.hub is None:
+                return self.settle_ack()
+            self.hub._hold_ack_soon(self)
+        return True
 
     def settle_ack(self) -> bool:
         """Send the held ack, if any; False when the connection must close (slow consumer)."""
@@ -1171,9 +1180,7 @@ class AsyncHub:
         peer = _Peer(
             conn, ws, self.queue_frames, self.queue_bytes, self.queue_records, self.slow_consumer
         )
-        peer.start_sender = self._start_sender
-        peer.uncork_soon = self._uncork_soon
-        peer.ack_soon = self._hold_ack_soon
+        peer.hub = self
         self._peers[conn] = peer
         try:
             if not has_header and self.token is not None:
@@ -1205,6 +1212,8 @@ class AsyncHub:
                 self._oversized += 1
             core.close(conn)
             del self._peers[conn]
+            peer.closing = True  # a held ack or a corked write due later must not revive it
+            peer.pending_ack = None
             self._dropped_records += peer.dropped_records
             for task in (peer.sender, peer.pinger):
                 if task is not None:
@@ -1251,8 +1260,8 @@ class AsyncHub:
                         self._slow_consumer(peer)
             elif type(action) is FoldableAck:
                 peer = peers.get(action.conn)
-                if peer is not None and not peer.closing:
-                    peer.hold_ack(action)
+                if peer is not None and not peer.closing and not peer.hold_ack(action):
+                    self._slow_consumer(peer)
             elif type(action) is Forward:
                 assert self._engine is not None
                 self._engine.submit(action)

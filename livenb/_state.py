@@ -58,7 +58,8 @@ class FoldableAck:
     acknowledges both), and encodes only the one it sends (:func:`_protocol.encode_ack`)."""
 
     conn: int
-    request_id: p.RequestId
+    request_id: int  # the frame number (cumulative pubs always have a pid)
+    pid: str
     seq: int
     count: int
 
@@ -436,8 +437,8 @@ class HubCore:
                 self.counters.records_out += n * len(receivers)
         request_id = batch.request_id
         if request_id is not None and conn in self._connections:
-            if batch.cumulative:
-                self._out.append(FoldableAck(conn, request_id, first, n))
+            if batch.cumulative and batch.pid is not None and type(request_id) is int:
+                self._out.append(FoldableAck(conn, request_id, batch.pid, first, n))
             else:
                 self._out.append(Send((conn,), p.encode_ack(request_id, first, n)))
 
@@ -446,8 +447,9 @@ class HubCore:
         """The engine stored ``forward`` as seqs ``first``.. (or had it already: ``duplicate``,
         with ``first`` 0 when it no longer knows where): acknowledge it."""
         if forward.request_id is not None and forward.conn in self._connections:
-            if forward.cumulative and not duplicate:
-                self._out.append(FoldableAck(forward.conn, forward.request_id, first, count))
+            request_id, pid = forward.request_id, forward.pid
+            if forward.cumulative and not duplicate and pid is not None and type(request_id) is int:
+                self._out.append(FoldableAck(forward.conn, request_id, pid, first, count))
             else:
                 ack = p.encode(p.Ack(forward.request_id, first, count, duplicate))
                 self._out.append(Send((forward.conn,), ack))

@@ -214,8 +214,8 @@ class Client(_Twin):
         Without ``ack`` this may also be called from a subscription callback (on livenb's
         loop thread), where it never waits: if ``max_pending`` bytes are already waiting
         for the hub, it raises LivenbError instead of blocking the loop."""
-        encoded = p.encode_record(record)
         topic = check_topic(topic)
+        encoded = p.encode_record(record)
         aio = self.aio
         outbox = aio.outbox
         if ack or outbox.pending >= outbox.max_pending or threading.get_ident() == aio._thread_id:

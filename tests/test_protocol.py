@@ -233,11 +233,11 @@ def test_close_code_ranges(code: int | None, reconnect: bool) -> None:
 msg_fields = st.fixed_dictionaries(
     {"op": st.just("msg")},
     optional={
-        "topic": st.one_of(topics, st.just("a b"), st.just("t.*"), st.integers()),
+        "topic": st.one_of(topics, st.just("a b"), st.just("t.*"), st.integers(-(2**63), 2**64 - 1)),
         "seq": st.one_of(st.integers(-1, 3), st.just(2**63), st.floats(0, 3), st.booleans()),
         "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 10), st.text(max_size=2), st.none()),
         "data": json_values,
-        "batch": st.one_of(st.lists(json_values, max_size=3), st.integers()),
+        "batch": st.one_of(st.lists(json_values, max_size=3), st.integers(-(2**63), 2**64 - 1)),
     },
 )
 

@@ -138,3 +138,25 @@ async def test_frames_not_cumulative_get_one_ack_each(ahub: AsyncHub, unit: floa
             put(ws, json.dumps({"op": "pub", "topic": "t", "data": n, "id": n, "pid": "p8"}).encode())
         flush(ws)
         assert [(await recv(ws, unit))["id"] for _ in range(3)] == [1, 2, 3]
+
+
+async def test_acks_of_different_producers_on_one_connection_are_not_folded(
+    ahub: AsyncHub, unit: float
+) -> None:
+    """A connection that relays two producers gets an ack for each frame that a later one
+    cannot cover: ack N settles only lower numbers of its own pid."""
+    from livenb._wswrite import flush, put
+
+    def pub(pid: str, n: int) -> bytes:
+        return json.dumps({"op": "pub", "topic": "t", "data": n, "id": n, "pid": pid, "cumulative": True}).encode()
+
+    async with connect(ahub.url, additional_headers={"Authorization": f"Bearer {ahub.token}"}) as ws:
+        for frame in [pub("A", 10), pub("B", 3), pub("B", 4), pub("B", 2), b'{"op":"ping"}']:
+            put(ws, frame)
+        flush(ws)
+        replies = []
+        while not replies or replies[-1]["op"] != "pong":
+            replies.append(await recv(ws, unit))
+    acks = [(r["id"], r["seq"], r.get("dup", False)) for r in replies if r["op"] == "ack"]
+    # A/10 on its own; B/3 folded into B/4; B/2 after B/4 is a duplicate (numbers only grow)
+    assert acks == [(10, 1, False), (4, 3, False), (2, 0, True)]

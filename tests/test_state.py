@@ -48,7 +48,7 @@ def test_a_cumulative_pub_gets_a_foldable_ack_and_a_duplicate_a_plain_one() -> N
     c.receive(2, '{"op":"pub","topic":"a","data":3,"id":2,"pid":"p"}', 1.0)
     c.receive(2, '{"op":"pub","topic":"a","batch":[1,2],"id":1,"pid":"p","cumulative":true}', 1.0)
     folded, own, dup = c.drain()
-    assert folded == FoldableAck(2, 1, 1, 2)
+    assert folded == FoldableAck(2, 1, "p", 1, 2)
     assert isinstance(own, Send) and orjson.loads(own.frame) == {"op": "ack", "id": 2, "seq": 3, "count": 1}
     assert isinstance(dup, Send) and orjson.loads(dup.frame)["dup"] is True
 
