@@ -58,6 +58,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load(
+    kc: Any, ids: set[str], publisher: livenb.Client, rate: int, seconds: float
+) -> tuple[int, int, int, float]:
+    """Publish ``rate`` records/s (batches of 500) for ``seconds`` while counting the
+    widget comm messages on ``kc``'s iopub; returns (records published, messages, message
+    bytes, seconds elapsed)."""
+    messages = message_bytes = published = 0
+    batch = 500
+    started = time.monotonic()
+    next_at = started
+    while (now := time.monotonic()) - started < seconds:
+        if now >= next_at:
+            publisher.publish_many(
+                "ticks", [{"px": 100.0 + (published + i) % 50, "qty": i} for i in range(batch)]
+            )
+            published += batch
+            next_at += batch / rate
+        try:
+            msg = kc.get_iopub_msg(timeout=max(0.0, min(0.005, next_at - time.monotonic())))
+        except queue.Empty:
+            continue
+        if msg["header"]["msg_type"] == "comm_msg" and msg["content"]["comm_id"] in ids:
+            messages += 1
+            message_bytes += len(str(msg["content"]["data"]))
+    return published, messages, message_bytes, time.monotonic() - started
+
+
 def run_case(name: str, code: str, rate: int, seconds: float, hello: bool) -> dict[str, Any]:
     manager = jupyter_client.KernelManager(kernel_name="python3")
     manager.start_kernel()
@@ -91,29 +118,9 @@ def run_case(name: str, code: str, rate: int, seconds: float, hello: bool) -> di
             except queue.Empty:
                 break
         pid = manager.provisioner.process.pid  # type: ignore[union-attr]
-        messages = 0
-        message_bytes = 0
-        published = 0
-        batch = 500
         publisher = livenb.connect(url, token=token)
         cpu_before = cpu_seconds(pid)
-        started = time.monotonic()
-        next_at = started
-        while (now := time.monotonic()) - started < seconds:
-            if now >= next_at:
-                publisher.publish_many(
-                    "ticks", [{"px": 100.0 + (published + i) % 50, "qty": i} for i in range(batch)]
-                )
-                published += batch
-                next_at += batch / rate
-            try:
-                msg = kc.get_iopub_msg(timeout=max(0.0, min(0.005, next_at - time.monotonic())))
-            except queue.Empty:
-                continue
-            if msg["header"]["msg_type"] == "comm_msg" and msg["content"]["comm_id"] in ids:
-                messages += 1
-                message_bytes += len(str(msg["content"]["data"]))
-        elapsed = time.monotonic() - started
+        published, messages, message_bytes, elapsed = load(kc, ids, publisher, rate, seconds)
         cpu = cpu_seconds(pid) - cpu_before
         backlog = publisher.stats()["pending_bytes"]  # published, not yet taken by the hub
         with contextlib.suppress(livenb.LivenbError):  # a swamped kernel may never catch up

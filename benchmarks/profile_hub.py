@@ -107,7 +107,9 @@ def summary(raw: Path, top: int = 20) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_hub", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile_hub", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--load", choices=sorted(LOADS), default="relay-single")
     parser.add_argument("--role", choices=("hub", "publisher", "subscriber"), default="hub")
     parser.add_argument("-n", type=int, default=100_000, help="records published")
@@ -133,9 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(pub)
         target = {"hub": hub, "publisher": pub, "subscriber": sub}[args.role]
         raw = args.out if args.raw else args.out.with_suffix(".txt")
-        command = [spy, "record", "--rate", str(args.rate), "--pid", str(target.pid), "--nonblocking"]
+        command = [
+            spy,
+            "record",
+            "--rate",
+            str(args.rate),
+            "--pid",
+            str(target.pid),
+            "--nonblocking",
+        ]
         sampler = subprocess.Popen(
-            [*command, "--format", "raw", "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*command, "--format", "raw", "--output", str(raw)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # py-spy attaches
         started = time.monotonic()
@@ -146,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.monotonic() - started
         sampler.send_signal(signal.SIGINT)  # py-spy writes its output and exits
         sampler.wait(60)
-        print(f"{args.load}: {args.n:,} records in {seconds:.2f} s ({args.n / seconds:,.0f} rec/s), {args.role} sampled")
+        print(
+            f"{args.load}: {args.n:,} records in {seconds:.2f} s ({args.n / seconds:,.0f} rec/s), {args.role} sampled"
+        )
         print(summary(raw))
         if not args.raw:
             _svg(raw, args.out)

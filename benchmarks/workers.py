@@ -475,54 +475,57 @@ async def livenb_publish_paced(cfg: dict[str, Any]) -> None:
 async def websockets_publish(cfg: dict[str, Any]) -> None:
     from websockets.asyncio.client import connect
 
-    n, per_frame = cfg["n"], cfg["per_frame"]
     naive = cfg["mode"] == "frame"
-    make = flat_record if naive else record
     dumps: Callable[[Any], str] = json.dumps if naive else (lambda o: orjson.dumps(o).decode())
     url = f"ws://127.0.0.1:{cfg['port']}"
     async with connect(url, compression=None, max_size=None, ping_interval=None) as ws:
-        say("ready")
-        await hear_async(cfg["timeout"])
-        cpu0 = time.process_time()
-        say({"start": time.time()})
-        achieved = None
-        if cfg.get("rate"):
 
-            async def send(item: dict[str, Any]) -> None:
-                await ws.send(orjson.dumps(item).decode())
+        async def send(message: Any) -> None:
+            await ws.send(dumps(message))
 
-            achieved = await paced(send, n, cfg["rate"])
-        else:
-            for first in range(0, n, per_frame):
-                chunk = [make(i) for i in range(first, min(n, first + per_frame))]
-                await ws.send(dumps(chunk if per_frame > 1 else chunk[0]))
-        say({"end": time.time(), "cpu": time.process_time() - cpu0, "rate": achieved})
+        await send_all(cfg, send, flat_record if naive else record)
 
 
 async def socketio_publish(cfg: dict[str, Any]) -> None:
     import socketio
 
-    n, per_frame = cfg["n"], cfg["per_frame"]
     client = socketio.AsyncClient()
     await client.connect(
         f"http://127.0.0.1:{cfg['port']}", transports=["websocket"], wait_timeout=cfg["timeout"]
     )
+
+    async def send(message: Any) -> None:
+        await client.emit("pub", message)
+
+    async def settle() -> None:
+        await client.call("flush", None, timeout=cfg["timeout"])  # every emit reached the server
+
+    await send_all(cfg, send, record, settle)
+
+
+async def send_all(
+    cfg: dict[str, Any],
+    send: Callable[[Any], Awaitable[None]],
+    make: Callable[[int], dict[str, Any]],
+    settle: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """The measured part of a bare system's publisher: ``ready``, wait for ``go``, then send
+    ``n`` records paced at ``rate`` (one per message) or as fast as it goes (``per_frame``
+    to a message, a list when more than one), ``settle``, and report."""
+    n, per_frame = cfg["n"], cfg["per_frame"]
     say("ready")
     await hear_async(cfg["timeout"])
     cpu0 = time.process_time()
     say({"start": time.time()})
     achieved = None
     if cfg.get("rate"):
-
-        async def send(item: dict[str, Any]) -> None:
-            await client.emit("pub", item)
-
         achieved = await paced(send, n, cfg["rate"])
     else:
         for first in range(0, n, per_frame):
-            chunk = [record(i) for i in range(first, min(n, first + per_frame))]
-            await client.emit("pub", chunk if per_frame > 1 else chunk[0])
-    await client.call("flush", None, timeout=cfg["timeout"])  # every emit reached the server
+            chunk = [make(i) for i in range(first, min(n, first + per_frame))]
+            await send(chunk if per_frame > 1 else chunk[0])
+    if settle is not None:
+        await settle()
     say({"end": time.time(), "cpu": time.process_time() - cpu0, "rate": achieved})
 
 
@@ -583,7 +586,7 @@ def widgets(system: str, cfg: dict[str, Any]) -> None:
     import jupyter_client
 
     import livenb
-    from benchmarks.bench_widgets import NAIVE, PUMP, cpu_seconds
+    from benchmarks.bench_widgets import NAIVE, PUMP, cpu_seconds, load
 
     rate, seconds, timeout = cfg["rate"], cfg["seconds"], cfg["timeout"]
     manager = jupyter_client.KernelManager(kernel_name="python3")
@@ -627,29 +630,11 @@ def widgets(system: str, cfg: dict[str, Any]) -> None:
                 kc.get_iopub_msg(timeout=0.05)
             except queue.Empty:
                 break
-        messages = message_bytes = published = 0
-        batch = 500
         publisher = livenb.connect(url, token=token, timeout=timeout)
         say("ready")
         cpu_before = cpu_seconds(pid)
         cpu0 = time.process_time()
-        started = time.monotonic()
-        next_at = started
-        while (now := time.monotonic()) - started < seconds:
-            if now >= next_at:
-                publisher.publish_many(
-                    "ticks", [{"px": 100.0 + (published + i) % 50, "qty": i} for i in range(batch)]
-                )
-                published += batch
-                next_at += batch / rate
-            try:
-                msg = kc.get_iopub_msg(timeout=max(0.0, min(0.005, next_at - time.monotonic())))
-            except queue.Empty:
-                continue
-            if msg["header"]["msg_type"] == "comm_msg" and msg["content"]["comm_id"] in ids:
-                messages += 1
-                message_bytes += len(str(msg["content"]["data"]))
-        elapsed = time.monotonic() - started
+        published, messages, message_bytes, elapsed = load(kc, ids, publisher, rate, seconds)
         kernel_cpu = cpu_seconds(pid) - cpu_before
         cpu = time.process_time() - cpu0
         backlog = publisher.stats()["pending_bytes"]  # published, not yet taken by the hub
