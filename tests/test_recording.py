@@ -41,12 +41,15 @@ def test_a_subscription_records_every_record_exactly(tmp_path: Path, unit: float
         recorder = sub.record(path, row_group=100, flush_interval=0.05)
         many = [{"i": i, "x": i * 0.5} for i in range(2500)]
         c.publish_many("ticks.a", many)
+        sub.wait(len(many), timeout=unit)
+        # written while streaming, before the file is closed (and before the next records
+        # are even published: so the file has more than one row group, however fast the
+        # first batch arrived)
+        wait_until(lambda: recorder.rows_written > 0, unit, "a row group written")
         for record in RECORDS:
             c.publish("ticks.b", record)
         c.flush()
         sub.wait(len(many) + len(RECORDS), timeout=unit)
-        # written while streaming, before the file is closed
-        wait_until(lambda: recorder.rows_written > 0, unit, "a row group written")
         sub.close()  # finishes the file
     assert recorder.closed and recorder.stats()["dropped"] == 0
     table = pq.read_table(path)
