@@ -19,6 +19,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 BENCH_ARGS ?=
+SUITE_ARGS ?=
 NOTEBOOK ?= notebooks/01-quickstart.ipynb
 PIP_INSTALL_FLAGS ?= --quiet
 
@@ -40,7 +41,7 @@ help: ## List the targets
 	@echo "livenb make targets (variables: PYTHON=$(PYTHON) VENV=$(VENV)):"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) \
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-7s %s\n", $$1, $$2}'
-	@echo "Pass-through: PYTEST_ARGS, LAB_ARGS, BENCH_ARGS (e.g. make test PYTEST_ARGS=-x)"
+	@echo "Pass-through: PYTEST_ARGS, LAB_ARGS, BENCH_ARGS, SUITE_ARGS (e.g. make test PYTEST_ARGS=-x)"
 
 venv: $(STAMP_BASE) ## Create .venv (Python >= 3.11) if missing and install livenb editable
 
