@@ -56,7 +56,8 @@ class Batch:
     def records(self) -> list[Any]:
         """The records, decoded from the frame."""
         obj = orjson.loads(self.frame)
-        return [obj["data"]] if "data" in obj else list(obj["batch"])
+        records: list[Any] = [obj["data"]] if "data" in obj else obj["batch"]
+        return records
 
 
 class TopicHistory:

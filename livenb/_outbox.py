@@ -59,12 +59,7 @@ class Outbox:
         self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record
         self._asleep = WAKE_NONE  # what wakes the flusher (WAKE_NONE: it is running)
-        self._added = 0
-
-    @property
-    def records_added(self) -> int:
-        """Records added since the outbox was made."""
-        return self._added
+        self.records_added = 0
 
     @property
     def pending(self) -> int:
@@ -92,7 +87,7 @@ class Outbox:
         if batch is None and len(encoded) >= self.max_records:
             taken = self._add_full_frames(topic, encoded, seal)
             if taken:
-                self._added += taken
+                self.records_added += taken
                 encoded = encoded[taken:]
                 wake, last_id = WAKE_NOW, self._next_id - 1
         final = len(encoded) - 1
@@ -128,7 +123,7 @@ class Outbox:
         if batch is not None:
             batch.size = size
         self._pending += added
-        self._added += len(encoded)
+        self.records_added += len(encoded)
         if seal and batch is not None:
             last_id = self._seal(topic, batch, individual=True)
             wake = WAKE_NOW
@@ -151,7 +146,7 @@ class Outbox:
             batch.records.append(record)
             batch.size += size + 1
             self._pending += size
-            self._added += 1
+            self.records_added += 1
             if len(batch.records) < self.max_records and batch.size < self.max_bytes:
                 return WAKE_NONE, False  # an open batch was there: the timer already runs
             self._seal(topic, batch)

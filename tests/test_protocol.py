@@ -208,6 +208,14 @@ def test_encode_record_rejects_unserializable_with_clear_error() -> None:
         p.encode_record({"x": object()})
 
 
+def test_encode_records_list_is_encode_record_for_each_and_fails_the_same_way() -> None:
+    records = [{"a": 1}, np.float64(2.5), None, [1, 2]]
+    assert p.encode_records_list(records) == [p.encode_record(r) for r in records]
+    assert p.encode_records_list(r for r in records) == [p.encode_record(r) for r in records]
+    with pytest.raises(SerializationError, match="JSON"):  # a generator is read only once
+        p.encode_records_list(r for r in [{"a": 1}, {"x": object()}])
+
+
 @pytest.mark.parametrize(
     ("code", "reconnect"),
     [
