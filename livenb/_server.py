@@ -1303,6 +1303,9 @@ class AsyncHub:
     ) -> None:
         """Close with ``code``. The close frame waits behind what is already written; a peer
         that does not take it within ``send_timeout`` is aborted, which frees its buffers."""
+        # websockets would otherwise abort on its own close_timeout (10 s) once the close
+        # frame is handed over: send_timeout is the one bound, as documented.
+        ws.close_timeout = self.send_timeout
         try:
             async with asyncio.timeout(self.send_timeout):
                 await ws.close(code, reason)

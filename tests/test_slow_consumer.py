@@ -139,7 +139,11 @@ class ChildHub:
     async def stats(self, unit: float) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(b"stats\n")
-        stats = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), unit))
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives as the line does (gh-86296), which once left the watcher below running.
+        async with asyncio.timeout(unit):
+            line = await self.proc.stdout.readline()
+        stats = json.loads(line)
         assert isinstance(stats, dict)
         return stats
 
@@ -239,9 +243,11 @@ async def test_frozen_subscriber_costs_its_queue_bound_and_resumes(unit: float) 
             closed_after: float | None = None  # seconds from SIGSTOP to the 4008 decision
             samples: list[dict[str, Any]] = []
 
+            stop_watching = asyncio.Event()
+
             async def watch() -> None:
                 nonlocal peak, max_lag, closed_after
-                while True:
+                while not stop_watching.is_set():
                     peak = max(peak, hub.rss())
                     lag = publisher.records_settled - min(s.received for s in healthy)
                     max_lag = max(max_lag, lag)
@@ -257,8 +263,10 @@ async def test_frozen_subscriber_costs_its_queue_bound_and_resumes(unit: float) 
                 total = n - 1
                 await asyncio.wait_for(asyncio.gather(*(s.wait(total) for s in healthy)), 4 * unit)
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # Stopped by a flag, not cancel(): a swallowed cancellation would leave this
+                # await hanging and, worse, a cancellation of the test itself swallowed with it.
+                stop_watching.set()
+                async with asyncio.timeout(2 * unit):
                     await watcher
             peak = max(peak, hub.rss())
             stats = await hub.stats(unit)

@@ -471,3 +471,23 @@ async def test_stalled_subscriber_behind_a_proxy_is_closed_with_4008(unit: float
             assert hub.stats()["drops"] == 1  # counted once
         finally:
             await stalled.close()
+
+
+async def test_a_peer_that_never_answers_the_close_gets_send_timeout_not_less(unit: float) -> None:
+    """send_timeout bounds a close handshake on its own: websockets' close_timeout (10 s by
+    default, shorter here) must not abort a silent peer sooner than the hub promises."""
+    send_timeout = 0.2 * unit
+    async with (
+        AsyncHub(port=0, send_timeout=send_timeout, ping_interval=None) as hub,
+        connect(hub.url) as silent,
+    ):
+        assert hub._server is not None
+        for server_side in hub._server.connections:
+            server_side.close_timeout = send_timeout / 10
+        silent.transport.pause_reading()  # never sees the close frame, never answers
+        await silent.send("not an auth message")  # refused: the hub closes with 4401
+        started = asyncio.get_running_loop().time()
+        await until(lambda: hub.stats()["connections"] == 0, 4 * unit, "the abort")
+        waited = asyncio.get_running_loop().time() - started
+        assert waited >= 0.8 * send_timeout, f"aborted after {waited:.2f} s"
+        silent.transport.resume_reading()
