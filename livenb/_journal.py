@@ -29,6 +29,7 @@ import orjson
 
 from ._errors import LivenbError
 from ._history import HistoryLimits
+from ._protocol import compact
 from ._state import Persist
 
 log = logging.getLogger("livenb.journal")
@@ -197,7 +198,9 @@ class Journal:
             if not batch.records:
                 continue
             for offset, record in enumerate(batch.records):
-                rows.append((batch.topic, batch.first + offset, batch.ts, orjson.dumps(record)))
+                # compact: a whole group's rows are kept until the transaction (see compact)
+                data = compact(orjson.dumps(record))
+                rows.append((batch.topic, batch.first + offset, batch.ts, data))
             touched[batch.topic] = batch.first + len(batch.records) - 1
         db.execute("BEGIN")
         try:

@@ -55,18 +55,15 @@ class Outbox:
         self.room = threading.Condition(self.lock)  # notified when pending bytes drop
         self._open: dict[str, _Batch] = {}  # topic -> batch still accepting records
         self._ready: list[Frame] = []  # sealed frames in publish order
-        self._pending = 0  # bytes added and not yet released (acknowledged)
+        # bytes added and not yet released (acknowledged); read it, never write it (the lock)
+        self.pending = 0
         self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record
         self._asleep = WAKE_NONE  # what wakes the flusher (WAKE_NONE: it is running)
         self.records_added = 0
 
-    @property
-    def pending(self) -> int:
-        return self._pending
-
     def full(self) -> bool:
-        return self._pending >= self.max_pending
+        return self.pending >= self.max_pending
 
     def add(
         self, topic: str, encoded: list[bytes], *, seal: bool = False
@@ -122,7 +119,7 @@ class Outbox:
                 last_id = 0
         if batch is not None:
             batch.size = size
-        self._pending += added
+        self.pending += added
         self.records_added += len(encoded)
         if seal and batch is not None:
             last_id = self._seal(topic, batch, individual=True)
@@ -145,7 +142,7 @@ class Outbox:
                 return wake, signal
             batch.records.append(record)
             batch.size += size + 1
-            self._pending += size
+            self.pending += size
             self.records_added += 1
             if len(batch.records) < self.max_records and batch.size < self.max_bytes:
                 return WAKE_NONE, False  # an open batch was there: the timer already runs
@@ -196,7 +193,7 @@ class Outbox:
     def release(self, nbytes: int) -> None:
         """Count ``nbytes`` of records as acknowledged and wake publishers waiting for room."""
         with self.lock:
-            self._pending = max(0, self._pending - nbytes)
+            self.pending = max(0, self.pending - nbytes)
             self.room.notify_all()
 
     def discard(self) -> int:
@@ -206,7 +203,7 @@ class Outbox:
             dropped += sum(frame.records for frame in self._ready)
             self._open.clear()
             self._ready.clear()
-            self._pending = 0
+            self.pending = 0
             self.room.notify_all()
             return dropped
 
@@ -237,6 +234,6 @@ class Outbox:
             if size >= self.max_bytes:
                 break
             taken += step
-            self._pending += size - step
+            self.pending += size - step
             self._frame(topic, records, size, individual=seal and taken == total)
         return taken

@@ -476,6 +476,17 @@ def to_wire(message: ClientMessage | HubMessage) -> dict[str, Any]:
     raise TypeError(f"not a protocol message: {message!r}")  # pragma: no cover
 
 
+def compact(data: bytes) -> bytes:
+    """``data`` as an exact-size copy, for encoded frames and records that are kept.
+
+    orjson writes into a buffer of about 4 KiB and shrinks it in place when done; the freed
+    tail is too small for the next such buffer, so every orjson output kept alive holds a
+    page of memory however short it is (measured: 3.9 KiB of RSS per kept 115-byte frame, a
+    single-record history costing 30 times the bytes it counts). The copy costs about
+    50 ns and the 4 KiB buffer goes straight back to the next encode."""
+    return b"%b" % data
+
+
 def encode(message: ClientMessage | HubMessage) -> bytes:
     """Encode ``message`` as one UTF-8 JSON frame (send it as a *text* frame)."""
     return dumps(to_wire(message))
@@ -483,14 +494,17 @@ def encode(message: ClientMessage | HubMessage) -> bytes:
 
 def encode_msg_frame(topic: str, seq: int, ts: float, records: list[JSON]) -> bytes:
     """Hot path: the ``msg`` frame for records of one topic, encoded once for all receivers."""
+    # compact: the hub keeps these in its history and queues
     if len(records) == 1:
-        return orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "data": records[0]})
-    return orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "batch": records})
+        return b"%b" % orjson.dumps(
+            {"op": "msg", "topic": topic, "seq": seq, "ts": ts, "data": records[0]}
+        )
+    return b"%b" % orjson.dumps({"op": "msg", "topic": topic, "seq": seq, "ts": ts, "batch": records})
 
 
 def encode_ack(request_id: RequestId, seq: int, count: int) -> bytes:
     """Hot path: the ``ack`` of a stored frame (what ``encode(Ack(...))`` gives)."""
-    return orjson.dumps({"op": "ack", "id": request_id, "seq": seq, "count": count})
+    return b"%b" % orjson.dumps({"op": "ack", "id": request_id, "seq": seq, "count": count})
 
 
 def encode_record(record: object) -> bytes:
@@ -499,7 +513,8 @@ def encode_record(record: object) -> bytes:
     numpy scalars and arrays, datetimes and dataclasses are accepted; NaN becomes null.
     """
     try:
-        return orjson.dumps(record, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        # compact (b"%b" %): the record waits in the outbox until its frame is sealed
+        return b"%b" % orjson.dumps(record, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
         raise SerializationError(
             f"record cannot be encoded as JSON ({exc}); publish dicts of str, numbers, "
@@ -514,14 +529,15 @@ def encode_records_list(records: Iterable[object]) -> list[bytes]:
     if type(records) is not list:
         records = list(records)  # read once: the error path reads them again
     try:
-        return [dumps_(record, default=default, option=option) for record in records]
+        # compact (b"%b" %): all of them are kept until their frames are sealed
+        return [b"%b" % dumps_(record, default=default, option=option) for record in records]
     except TypeError:
         return [encode_record(record) for record in records]  # raises, naming the problem
 
 
 def dumps(obj: object) -> bytes:
-    """Encode a protocol object (no user data conversions)."""
-    return orjson.dumps(obj)
+    """Encode a protocol object (no user data conversions), compact: it may be queued."""
+    return compact(orjson.dumps(obj))
 
 
 def _default(value: object) -> object:

@@ -702,8 +702,10 @@ def _records_body(records: list[Any]) -> bytes:
     """``records`` as a JSON array, encoded so that it fails exactly when their msg frame
     would (nested one level deeper than the records, as the frame nests them): one encoding
     both checks that the batch can be relayed and gives the engine what it stores."""
+    # Kept while the engine's buffer holds it: compact (see _protocol.compact); the slice
+    # below is a copy already.
     if len(records) == 1:  # {"data": record}: the array is as deep as the frame
-        return orjson.dumps(records)
+        return p.compact(orjson.dumps(records))
     return orjson.dumps([records])[1:-1]  # {"batch": [...]}: one level more
 
 
