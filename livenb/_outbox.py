@@ -135,7 +135,11 @@ class Outbox:
         """:meth:`add` for one record, unsealed (the hot path of ``publish``): returns (wake
         code, whether the sleeping flusher must be woken)."""
         size = len(record)
-        with self.lock:
+        lock = self.lock
+        # acquire/release rather than `with`: half the cost (80 ns against 160 here), once
+        # per publish
+        lock.acquire()
+        try:
             batch = self._open.get(topic)
             if batch is None or batch.size + size > self.max_bytes:
                 wake, _, signal = self._add_locked(topic, [record], False)
@@ -151,6 +155,8 @@ class Outbox:
             if signal:
                 self._asleep = WAKE_NONE
             return WAKE_NOW, signal
+        finally:
+            lock.release()
 
     def sleep(self, until: int) -> bool:
         """The flusher is about to wait: True, and it will be woken by the first add() whose
