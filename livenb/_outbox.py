@@ -135,11 +135,10 @@ class Outbox:
         """:meth:`add` for one record, unsealed (the hot path of ``publish``): returns (wake
         code, whether the sleeping flusher must be woken)."""
         size = len(record)
-        lock = self.lock
-        # acquire/release rather than `with`: half the cost (80 ns against 160 here), once
-        # per publish
-        lock.acquire()
-        try:
+        # `with`, not acquire() then try: a KeyboardInterrupt (a notebook's interrupt button)
+        # can land between acquire() returning and the try, leaving the lock held for good;
+        # `with` costs 80 ns more here and has no such gap.
+        with self.lock:
             batch = self._open.get(topic)
             if batch is None or batch.size + size > self.max_bytes:
                 wake, _, signal = self._add_locked(topic, [record], False)
@@ -155,8 +154,6 @@ class Outbox:
             if signal:
                 self._asleep = WAKE_NONE
             return WAKE_NOW, signal
-        finally:
-            lock.release()
 
     def sleep(self, until: int) -> bool:
         """The flusher is about to wait: True, and it will be woken by the first add() whose

@@ -4,6 +4,8 @@ cross-thread call per record)."""
 
 from __future__ import annotations
 
+from types import FrameType
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -110,3 +112,56 @@ def test_an_awaited_publish_many_of_whole_frames_gets_its_own_ack_for_the_last()
     _, last_id, _ = box.add("t", [b"1", b"2", b"3", b"4"], seal=True)
     sent = {f["id"]: f for f in frames(box)}
     assert last_id == 2 and "cumulative" not in sent[2] and sent[1]["cumulative"] is True
+
+
+class _Interrupt(Exception):
+    """Stands in for KeyboardInterrupt (a notebook's interrupt button)."""
+
+
+def test_an_interrupt_never_leaves_the_outbox_locked() -> None:
+    """A signal handler raises between two bytecodes; one landing inside the outbox must not
+    leave its lock held (it did with acquire() followed by try: every later publish, and
+    the loop thread's ack handling, then blocked for good)."""
+    import signal
+    import threading
+    import time
+
+    box = Outbox(max_records=50, max_bytes=1 << 20, max_pending=1 << 60, pid="p1")
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()
+    stop = threading.Event()
+    outbox_code = {
+        method.__code__ for method in (Outbox.add_one, Outbox._add_locked, Outbox._seal, Outbox._frame)
+    }
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if frame is not None and frame.f_code in outbox_code:  # only inside the outbox
+            raise _Interrupt
+
+    def interrupter() -> None:
+        while not stop.is_set():
+            signal.pthread_kill(main, signal.SIGUSR1)
+            time.sleep(0.0002)
+
+    interrupts = left_held = 0
+    previous = signal.signal(signal.SIGUSR1, handler)
+    thread = threading.Thread(target=interrupter, daemon=True)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                for _ in range(200):
+                    box.add_one("t", b'{"a":1}')
+                box.take()
+            except _Interrupt:
+                interrupts += 1
+                if box.lock.locked():
+                    left_held += 1
+                    box.lock.release()
+    finally:
+        stop.set()
+        thread.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert interrupts >= 20, interrupts  # enough of them to hit the window, were it there
+    assert left_held == 0, f"{left_held} of {interrupts} interrupts left the lock held"

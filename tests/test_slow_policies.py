@@ -485,9 +485,11 @@ async def test_a_peer_that_never_answers_the_close_gets_send_timeout_not_less(un
         for server_side in hub._server.connections:
             server_side.close_timeout = send_timeout / 10
         silent.transport.pause_reading()  # never sees the close frame, never answers
-        await silent.send("not an auth message")  # refused: the hub closes with 4401
-        started = asyncio.get_running_loop().time()
-        await until(lambda: hub.stats()["connections"] == 0, 4 * unit, "the abort")
-        waited = asyncio.get_running_loop().time() - started
-        assert waited >= 0.8 * send_timeout, f"aborted after {waited:.2f} s"
-        silent.transport.resume_reading()
+        try:
+            await silent.send("not an auth message")  # refused: the hub closes with 4401
+            started = asyncio.get_running_loop().time()
+            await until(lambda: hub.stats()["connections"] == 0, 4 * unit, "the abort")
+            waited = asyncio.get_running_loop().time() - started
+            assert waited >= 0.8 * send_timeout, f"aborted after {waited:.2f} s"
+        finally:
+            silent.transport.resume_reading()  # else closing waits out its close_timeout
