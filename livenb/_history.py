@@ -1,8 +1,9 @@
 """Per-topic bounded history of published batches, for resume. Pure, no I/O.
 
 A topic's history keeps the newest batches within three bounds: records, bytes (the memory
-its frames take: their encoded bytes plus ``FRAME_OVERHEAD`` each) and age. It is evicted a whole batch at a time from the oldest end, so a bound
-is never exceeded and is undershot by less than one batch.
+its frames take: their encoded bytes plus ``FRAME_OVERHEAD`` each) and age. It is evicted a
+whole batch at a time from the oldest end, so a bound is never exceeded and is undershot by
+less than one batch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ FRAME_OVERHEAD: Final = 200
 @dataclass(frozen=True, slots=True)
 class HistoryLimits:
     """Bounds of one topic's history: at most ``records`` records, ``bytes`` bytes of memory
-    (frames plus ``FRAME_OVERHEAD`` each), none older than ``age`` seconds (None: no age bound). ``records=0`` keeps no history."""
+    (frames plus ``FRAME_OVERHEAD`` each), none older than ``age`` seconds (None: no age
+    bound). ``records=0`` keeps no history."""
 
     records: int = DEFAULT_HISTORY_RECORDS
     bytes: int = DEFAULT_HISTORY_BYTES

@@ -55,7 +55,8 @@ class Outbox:
         self.room = threading.Condition(self.lock)  # notified when pending bytes drop
         self._open: dict[str, _Batch] = {}  # topic -> batch still accepting records
         self._ready: list[Frame] = []  # sealed frames in publish order
-        # bytes added and not yet released (acknowledged); read it, never write it (the lock)
+        # Bytes added and not yet released (acknowledged). Only the outbox writes it, under
+        # the lock; callers read it (a plain attribute: publish() reads it every call).
         self.pending = 0
         self._next_id = 1
         self.oldest = 0.0  # monotonic time of the oldest open record

@@ -57,7 +57,7 @@ KEEP_SCRIPT = textwrap.dedent(
 def test_compact_is_an_equal_copy() -> None:
     data = p.encode_record(RECORD)
     copy = p.compact(data)
-    assert copy == data and type(copy) is bytes
+    assert copy == data and type(copy) is bytes and copy is not data
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
