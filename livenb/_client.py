@@ -806,11 +806,15 @@ class AsyncClient:
                 )
         wake, frame_id, signal = self.outbox.add(topic, encoded, seal=seal)
         if signal:
-            if threading.get_ident() == self._thread_id:
-                self._kick.set()
-            else:
-                self.loop.call_soon_threadsafe(self._kick.set)
+            self._wake_flusher()
         return wake, frame_id
+
+    def _wake_flusher(self) -> None:
+        """Wake the sleeping flusher, from its loop's thread or any other."""
+        if threading.get_ident() == self._thread_id:
+            self._kick.set()
+        else:
+            self.loop.call_soon_threadsafe(self._kick.set)
 
     def enqueue_one(self, topic: str, record: bytes) -> int:
         """:meth:`enqueue` for one encoded record, unsealed (the hot path); returns the wake
@@ -821,10 +825,7 @@ class AsyncClient:
             return self.enqueue(topic, [record])[0]  # raises RecordTooLargeError
         wake, signal = self.outbox.add_one(topic, record)
         if signal:
-            if threading.get_ident() == self._thread_id:
-                self._kick.set()
-            else:
-                self.loop.call_soon_threadsafe(self._kick.set)
+            self._wake_flusher()
         return wake
 
     async def publish(self, topic: str, record: Any, *, ack: bool = False) -> int | None:

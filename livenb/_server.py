@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -56,7 +56,7 @@ from ._state import (
 from ._throttle import DEFAULT_AUTH_FAILURE_BURST, DEFAULT_AUTH_FAILURE_RATE, FailureThrottle
 from ._tls import self_signed, server_context
 from ._topics import check_pattern, is_pattern, matches
-from ._wswrite import FLUSH_BYTES, flush, put, writable
+from ._wswrite import FLUSH_BYTES, flush, write_all
 
 if TYPE_CHECKING:
     from .widgets import StatusPanel
@@ -483,24 +483,13 @@ class _Peer:
                     self.queue = _IDLE_QUEUE
                     return
             wake.clear()
-            buffered = 0
-            while self.queue:
-                frame = self.take()
-                if writable(ws):
-                    put(ws, frame)
-                    buffered += len(frame)
-                    if buffered >= FLUSH_BYTES:
-                        flush(ws)
-                        buffered = 0
-                else:
-                    # Paused (or closing): send() writes after what is buffered and waits
-                    # for room, or raises ConnectionClosed.
-                    async with asyncio.timeout(send_timeout):
-                        await ws.send(frame, text=True)
-                    buffered = 0
-                del frame  # not kept while idle: frames can be large (and over-allocated)
-            if buffered:
-                flush(ws)
+            await write_all(ws, self._drain_queue(), send_timeout=send_timeout, drain=False)
+
+    def _drain_queue(self) -> Iterator[bytes]:
+        """The queued frames, oldest first, each taken off the queue as it is read (frames
+        queued meanwhile included): no frame stays referenced once the sender is idle."""
+        while self.queue:
+            yield self.take()
 
 
 def _conflate(items: list[_Item], trim: bool) -> tuple[list[_Item], int]:

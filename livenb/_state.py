@@ -435,24 +435,37 @@ class HubCore:
                 self._out.append(Send(receivers, frame, n))
                 self.counters.frames_out += len(receivers)
                 self.counters.records_out += n * len(receivers)
-        request_id = batch.request_id
-        if request_id is not None and conn in self._connections:
-            if batch.cumulative and batch.pid is not None and type(request_id) is int:
-                self._out.append(FoldableAck(conn, request_id, batch.pid, first, n))
-            else:
-                self._out.append(Send((conn,), p.encode_ack(request_id, first, n)))
+        if batch.request_id is not None and conn in self._connections:
+            self._acknowledge(conn, batch.request_id, batch.pid, batch.cumulative, first, n)
 
     # ------------------------------------------------------------------ engine mode
     def stored(self, forward: Forward, first: int, count: int, duplicate: bool = False) -> None:
         """The engine stored ``forward`` as seqs ``first``.. (or had it already: ``duplicate``,
         with ``first`` 0 when it no longer knows where): acknowledge it."""
         if forward.request_id is not None and forward.conn in self._connections:
-            request_id, pid = forward.request_id, forward.pid
-            if forward.cumulative and not duplicate and pid is not None and type(request_id) is int:
-                self._out.append(FoldableAck(forward.conn, request_id, pid, first, count))
-            else:
-                ack = p.encode(p.Ack(forward.request_id, first, count, duplicate))
-                self._out.append(Send((forward.conn,), ack))
+            cumulative = forward.cumulative and not duplicate  # a duplicate's ack says so
+            self._acknowledge(
+                forward.conn, forward.request_id, forward.pid, cumulative, first, count, duplicate
+            )
+
+    def _acknowledge(
+        self,
+        conn: int,
+        request_id: p.RequestId,
+        pid: str | None,
+        cumulative: bool,
+        first: int,
+        count: int,
+        duplicate: bool = False,
+    ) -> None:
+        """Acknowledge a stored pub of ``conn``: a cumulative one (protocol section 5.4) with a
+        FoldableAck the I/O layer may fold into a later one, any other with its own ack."""
+        if cumulative and pid is not None and type(request_id) is int:
+            self._out.append(FoldableAck(conn, request_id, pid, first, count))
+        elif duplicate:
+            self._out.append(Send((conn,), p.encode(p.Ack(request_id, first, count, True))))
+        else:
+            self._out.append(Send((conn,), p.encode_ack(request_id, first, count)))
 
     def reject(self, conn: int, code: str, message: str, topic: str | None = None) -> None:
         """Answer a request of ``conn`` with ``err`` (the I/O layer refused it)."""

@@ -10,6 +10,7 @@ kept: everything goes through the one protocol buffer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Final
 
@@ -38,10 +39,18 @@ def flush(ws: Connection) -> None:
     ws.send_data()
 
 
-async def write_all(ws: Connection, frames: Iterable[bytes]) -> None:
+async def write_all(
+    ws: Connection,
+    frames: Iterable[bytes],
+    *,
+    send_timeout: float | None = None,
+    drain: bool = True,
+) -> None:
     """Write ``frames`` in order, buffered and handed over together (every ``FLUSH_BYTES``)
-    while the transport has room; wait for room (or raise ConnectionClosed) like ``send()``
-    otherwise."""
+    while the transport has room; otherwise wait for room like ``send()`` (at most
+    ``send_timeout`` seconds per frame, then TimeoutError) or raise ConnectionClosed.
+    ``frames`` is read lazily, so it may be a queue being drained. With ``drain``, return
+    only once the transport is below its write limit again."""
     buffered = 0
     for frame in frames:
         if writable(ws):
@@ -52,9 +61,10 @@ async def write_all(ws: Connection, frames: Iterable[bytes]) -> None:
                 buffered = 0
         else:
             # send() hands over what is buffered first (one protocol buffer), then waits.
-            await ws.send(frame, text=True)
+            async with asyncio.timeout(send_timeout):
+                await ws.send(frame, text=True)
             buffered = 0
     if buffered:
         ws.send_data()
-    if ws.paused:
+    if drain and ws.paused:
         await ws.drain()
